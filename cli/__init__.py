@@ -1,0 +1,1 @@
+"""The `cxrq` command line. Heavy imports (torch, SQLAlchemy) happen inside commands only."""

@@ -1,0 +1,32 @@
+"""cxrq: train, score and report on chest X-ray pneumonia classifiers.
+
+cxrq train --arch googlenet --data ../shared/data/chest_xray --epochs 3
+cxrq score ../shared/data/fullres --model googlenet
+cxrq report models
+"""
+
+from __future__ import annotations
+
+import click
+
+from cli.db_cmd import db
+from cli.report_cmd import report
+from cli.score_cmd import score
+from cli.status_cmd import status
+from cli.train_cmd import train
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cxrq")
+def cli() -> None:
+    """Train, compare and run chest X-ray pneumonia classifiers as batch jobs.
+
+    Without CXRQ_BROKER_URL every job runs in this process against a local SQLite
+    database (CXRQ_DATABASE_URL overrides it).
+
+    Example: cxrq train --arch googlenet --data ./chest_xray --epochs 3
+    """
+
+
+for command in (train, score, report, status, db):
+    cli.add_command(command)

@@ -1,0 +1,101 @@
+"""`cxrq report models|jobs|job|predictions`: what is stored, as a table, CSV or JSON."""
+
+from __future__ import annotations
+
+import click
+
+from cli.errors import friendly_errors
+from cli.output import emit, format_option
+
+SCORES = ("f1", "precision", "sensitivity", "specificity", "accuracy", "roc_auc")
+VAL_SCORES = tuple(f"val_{k}" for k in SCORES)
+COUNTS = ("tp", "fp", "tn", "fn", "threshold", "n")
+MODEL_COLUMNS = ("id", "name", "arch", "preset", "img_size", "epochs", *VAL_SCORES,
+                 "train_minutes")  # fmt: skip
+MODEL_CSV = (*MODEL_COLUMNS[:-1], *(f"val_{k}" for k in COUNTS), "seed", "train_minutes",
+             "created_at")  # fmt: skip
+EVAL_COLUMNS = ("model_id", "split", "job_id", *SCORES, "n", "dataset")
+JOB_COLUMNS = ("id", "kind", "state", "model_id", "done", "total", "created_at", "message")
+JOB_CSV = (*JOB_COLUMNS[:-1], "finished_at", "message", "error")
+PREDICTION_COLUMNS = ("model_id", "prob_pneumonia", "label", "true_label", "path", "error")
+PREDICTION_CSV = ("job_id", "model_id", "model", "path", "prob_pneumonia", "label",
+                  "true_label", "error")  # fmt: skip
+
+
+def _rows(query: str, *args: object) -> list[dict]:
+    from db import queries
+    from db.session import session_scope
+
+    with session_scope() as s:
+        result = getattr(queries, query)(s, *args)
+    return result if isinstance(result, list) else [result]
+
+
+@click.group()
+def report() -> None:
+    """Query stored jobs, models, scores and predictions.
+
+    Example: cxrq report predictions latest --format csv
+    """
+
+
+@report.command("models")
+@format_option
+def report_models(fmt: str) -> None:
+    """Every model with its validation scores (json also carries every other evaluation).
+
+    Example: cxrq report models --format json
+    """
+    with friendly_errors():
+        rows = _rows("models_report")
+    emit(rows, fmt, MODEL_COLUMNS, MODEL_CSV)
+    evaluations = [{"model_id": r["id"], **e} for r in rows for e in r["evaluations"]]
+    if fmt == "table" and evaluations:
+        click.echo("\nother evaluations")
+        emit(evaluations, fmt, EVAL_COLUMNS)
+
+
+@report.command("jobs")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@format_option
+def report_jobs(limit: int, fmt: str) -> None:
+    """The newest jobs, newest first.
+
+    Example: cxrq report jobs --limit 10
+    """
+    with friendly_errors():
+        emit(_rows("jobs_report", limit), fmt, JOB_COLUMNS, JOB_CSV)
+
+
+@report.command("job")
+@click.argument("job_ref")
+@format_option
+def report_job(job_ref: str, fmt: str) -> None:
+    """One job (an id, or 'latest'): state, parameters, counts and the scores it stored.
+
+    Example: cxrq report job latest
+    """
+    with friendly_errors():
+        rows = _rows("job_report", job_ref)
+    if fmt != "table":
+        emit(rows, fmt, (), (*JOB_CSV, "predictions", "errors"))
+        return
+    job = rows[0]
+    for key in (*JOB_COLUMNS, "finished_at", "predictions", "errors", "params", "error"):
+        if job.get(key) is not None:
+            click.echo(f"{key:12} {job[key]}")
+    if job["evaluations"]:
+        click.echo("")
+        emit(job["evaluations"], fmt, EVAL_COLUMNS[1:])
+
+
+@report.command("predictions")
+@click.argument("job_ref")
+@format_option
+def report_predictions(job_ref: str, fmt: str) -> None:
+    """The prediction rows of a scoring job (an id, or 'latest').
+
+    Example: cxrq report predictions 7 --format csv
+    """
+    with friendly_errors():
+        emit(_rows("predictions_report", job_ref), fmt, PREDICTION_COLUMNS, PREDICTION_CSV)

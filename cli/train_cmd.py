@@ -1,0 +1,87 @@
+"""`cxrq train`: create a training job and run it (embedded) or submit it (queued)."""
+
+from __future__ import annotations
+
+import click
+
+from cli.errors import friendly_errors
+from cli.output import scores_line
+from cli.progress import ProgressBar
+
+
+@click.command()
+@click.option("--arch", required=True, help="mlp, cnn, googlenet or resnet50")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False),
+    help="dataset folder (train/ with NORMAL/ and PNEUMONIA/); default $CXRQ_DATA",
+)
+@click.option("--preset", default=None, help="named recipe; default: the best measured (seed)")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="training epochs")
+@click.option("--img-size", type=click.IntRange(min=16), default=None, help="input side (64)")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="batch size (32)")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Adam lr")
+@click.option("--seed", type=int, default=0, show_default=True, help="split and init seed")
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=None,
+    help="share of patients held out for validation (0.2)",
+)
+@click.option(
+    "--max-per-class",
+    type=click.IntRange(min=0),
+    default=None,
+    help="use at most N training images per class (quick runs)",
+)
+@click.option("--name", default=None, help="model name (default: the arch)")
+@click.option("--wait/--no-wait", default=False, help="queued mode: follow the job to its end")
+def train(arch: str, data_dir: str | None, preset: str | None, name: str | None, seed: int,
+          wait: bool, **overrides: object) -> None:  # fmt: skip
+    """Train a model and store it with its validation scores.
+
+    Example: cxrq train --arch googlenet --data ../shared/data/chest_xray --epochs 3
+    """
+    with friendly_errors():
+        _train(arch, data_dir, preset, name, seed, wait, overrides)
+
+
+def _train(arch, data_dir, preset, name, seed, wait, overrides) -> None:  # noqa: ANN001
+    from pathlib import Path
+
+    from db.session import session_scope
+    from db.settings import get_settings
+    from db.store import create_job
+    from worker import dispatch
+    from worker.train_job import build_config
+
+    data_dir = data_dir or get_settings().data_dir
+    if not data_dir:
+        raise click.UsageError("no dataset: pass --data DIR or set CXRQ_DATA")
+    renamed = {"max_images_per_class": overrides.pop("max_per_class")}
+    config = build_config(arch, preset, data_dir, seed=seed, **overrides, **renamed)
+    params = {"config": config.to_dict(), "data": str(Path(data_dir).resolve()), "name": name}
+    with session_scope() as s:
+        job_id = create_job(s, "train", params).id
+    click.echo(f"job {job_id}: train {config.arch} ({config.preset} preset)")
+    if dispatch.is_queued():
+        dispatch.submit("train", job_id)
+        return
+    bar = ProgressBar(f"train {config.arch}")
+    model_id = dispatch.run_embedded("train", job_id, bar)
+    bar.close()
+    _report_trained(job_id, model_id)
+
+
+def _report_trained(job_id: int, model_id: int | None) -> None:
+    from db.queries import job_report
+    from db.session import session_scope
+
+    with session_scope() as s:
+        job = job_report(s, str(job_id))
+    if model_id is None:
+        raise click.ClickException(f"job {job_id} {job['state']}: {job['message']}")
+    click.echo(f"model {model_id} stored ({job['message']})")
+    for evaluation in job["evaluations"]:
+        click.echo(scores_line(evaluation["split"], evaluation))

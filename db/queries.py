@@ -1,0 +1,164 @@
+"""Reads: resolving a model reference and the rows behind every `cxrq report`.
+
+Each report function returns a list of flat dicts with stable keys, so the CLI can print the
+same data as a table, CSV or JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.schema import Evaluation, Job, Model, Prediction
+from db.store import SCORE_COLUMNS, NotFoundError, get_job
+
+
+def _validation(session: Session, model_id: int) -> Evaluation | None:
+    return session.scalars(
+        select(Evaluation)
+        .where(Evaluation.model_id == model_id, Evaluation.split == "validation")
+        .order_by(Evaluation.id.desc())
+    ).first()
+
+
+def _best_by_val_f1(session: Session, models: list[Model]) -> Model:
+    def key(m: Model) -> tuple[float, int]:
+        val = _validation(session, m.id)
+        return (val.f1 if val else -1.0, m.id)  # ties: the newest
+
+    return max(models, key=key)
+
+
+def resolve_model(session: Session, ref: str | None) -> Model:
+    """A model by id, by name, or by arch; several matches (or no ref) -> best validation F1."""
+    if ref is not None and ref.isdigit():
+        model = session.get(Model, int(ref))
+        if model is None:
+            raise NotFoundError(f"no model with id {ref}; `cxrq report models` lists them")
+        return model
+    query = select(Model)
+    if ref is not None:
+        named = session.scalars(query.where(Model.name == ref)).all()
+        candidates = list(named or session.scalars(query.where(Model.arch == ref)).all())
+    else:
+        candidates = list(session.scalars(query).all())
+    if not candidates:
+        hint = f"no model named {ref!r}" if ref else "no trained model yet"
+        raise NotFoundError(f"{hint}; train one with `cxrq train --arch googlenet`")
+    return _best_by_val_f1(session, candidates)
+
+
+def resolve_job(session: Session, ref: str) -> Job:
+    """A job by id, or 'latest' / 'latest-score' / 'latest-train'."""
+    if ref.isdigit():
+        return get_job(session, int(ref))
+    if ref.startswith("latest"):
+        query = select(Job).order_by(Job.id.desc())
+        kind = ref.removeprefix("latest").removeprefix("-")
+        if kind:
+            query = query.where(Job.kind == kind)
+        job = session.scalars(query).first()
+        if job is None:
+            raise NotFoundError("no jobs yet")
+        return job
+    raise NotFoundError(f"{ref!r} is not a job id (a number, or 'latest')")
+
+
+def _scores(evaluation: Evaluation | None, prefix: str = "") -> dict[str, Any]:
+    return {f"{prefix}{k}": getattr(evaluation, k) if evaluation else None for k in SCORE_COLUMNS}
+
+
+def models_report(session: Session) -> list[dict[str, Any]]:
+    """One row per model with its validation scores and every other evaluation of it."""
+    rows = []
+    for m in session.scalars(select(Model).order_by(Model.id)):
+        others = session.scalars(
+            select(Evaluation)
+            .where(Evaluation.model_id == m.id, Evaluation.split != "validation")
+            .order_by(Evaluation.id)
+        ).all()
+        rows.append(
+            {
+                "id": m.id,
+                "name": m.name,
+                "arch": m.arch,
+                "preset": m.preset,
+                "img_size": m.img_size,
+                "epochs": m.config.get("epochs"),
+                "seed": m.config.get("seed"),
+                "train_minutes": round(m.train_seconds / 60, 2),
+                "created_at": m.created_at.isoformat(timespec="seconds"),
+                **_scores(_validation(session, m.id), "val_"),
+                "evaluations": [evaluation_row(e) for e in others],
+            }
+        )
+    return rows
+
+
+def evaluation_row(e: Evaluation) -> dict[str, Any]:
+    return {"split": e.split, "dataset": e.dataset, "job_id": e.job_id, **_scores(e)}
+
+
+def job_row(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "state": job.state,
+        "model_id": job.model_id,
+        "done": job.progress_done,
+        "total": job.progress_total,
+        "message": job.message,
+        "error": job.error,
+        "created_at": job.created_at.isoformat(timespec="seconds"),
+        "finished_at": job.finished_at.isoformat(timespec="seconds") if job.finished_at else None,
+    }
+
+
+def jobs_report(session: Session, limit: int = 50) -> list[dict[str, Any]]:
+    jobs = session.scalars(select(Job).order_by(Job.id.desc()).limit(limit)).all()
+    return [job_row(j) for j in jobs]
+
+
+def job_report(session: Session, ref: str) -> dict[str, Any]:
+    """One job with its parameters and the evaluations it produced."""
+    job = resolve_job(session, ref)
+    evaluations = session.scalars(
+        select(Evaluation).where(Evaluation.job_id == job.id).order_by(Evaluation.id)
+    ).all()
+    counts = prediction_counts(session, job.id)
+    return {
+        **job_row(job),
+        "params": job.params,
+        **counts,
+        "evaluations": [evaluation_row(e) for e in evaluations],
+    }
+
+
+def prediction_counts(session: Session, job_id: int) -> dict[str, int]:
+    errors = session.scalars(select(Prediction.error).where(Prediction.job_id == job_id)).all()
+    return {"predictions": len(errors), "errors": sum(e is not None for e in errors)}
+
+
+def predictions_report(session: Session, ref: str) -> list[dict[str, Any]]:
+    job = resolve_job(session, ref)
+    rows = session.execute(
+        select(Prediction, Model.name)
+        .join(Model, Model.id == Prediction.model_id)
+        .where(Prediction.job_id == job.id)
+        .order_by(Prediction.path, Prediction.model_id)
+    ).all()
+    return [
+        {
+            "job_id": p.job_id,
+            "model_id": p.model_id,
+            "model": name,
+            "path": p.path,
+            "prob_pneumonia": p.prob,
+            "label": p.label,
+            "true_label": p.true_label,
+            "error": p.error,
+        }
+        for p, name in rows
+    ]

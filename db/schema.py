@@ -1,0 +1,110 @@
+"""SQLAlchemy 2.0 tables: jobs, models (with their weights), evaluations, predictions."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+JOB_STATES = ("pending", "running", "succeeded", "partial", "failed", "cancelled")
+FINAL_STATES = ("succeeded", "partial", "failed", "cancelled")
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # train | score
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # train: the model it produced; score: the model it used. No FK: models point back at jobs.
+    model_id: Mapped[int | None] = mapped_column(Integer)
+    progress_done: Mapped[int] = mapped_column(default=0)
+    progress_total: Mapped[int] = mapped_column(default=0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Model(Base):
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    arch: Mapped[str] = mapped_column(String(32))
+    preset: Mapped[str] = mapped_column(String(32))
+    img_size: Mapped[int]
+    threshold: Mapped[float] = mapped_column(Float)
+    config: Mapped[dict[str, Any]]  # the full TrainConfig
+    data: Mapped[dict[str, Any]]  # dataset fingerprint, counts, how validation was chosen
+    weights: Mapped[bytes] = mapped_column(LargeBinary)  # safetensors, never pickle
+    weights_sha256: Mapped[str] = mapped_column(String(64))
+    n_params: Mapped[int]
+    train_seconds: Mapped[float] = mapped_column(Float)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Evaluation(Base):
+    """A model's scores on one labelled set: its validation split, a test/ folder, a scored job."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    split: Mapped[str] = mapped_column(String(16))  # validation | test | scored
+    dataset: Mapped[str] = mapped_column(Text)
+    f1: Mapped[float] = mapped_column(Float)
+    precision: Mapped[float] = mapped_column(Float)
+    sensitivity: Mapped[float] = mapped_column(Float)
+    specificity: Mapped[float] = mapped_column(Float)
+    accuracy: Mapped[float] = mapped_column(Float)
+    roc_auc: Mapped[float | None] = mapped_column(Float)  # None when one class is missing
+    tp: Mapped[int]
+    fp: Mapped[int]
+    tn: Mapped[int]
+    fn: Mapped[int]
+    threshold: Mapped[float] = mapped_column(Float)
+    n: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Prediction(Base):
+    __tablename__ = "predictions"
+    # Redelivered or retried work upserts on this key instead of adding a second row.
+    __table_args__ = (UniqueConstraint("job_id", "model_id", "path", name="uq_prediction"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(Text)
+    prob: Mapped[float | None] = mapped_column(Float)  # P(PNEUMONIA); None on error
+    label: Mapped[str | None] = mapped_column(String(16))
+    true_label: Mapped[str | None] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,52 @@
+"""Every CXRQ_* setting, read from the environment in this one place.
+
+| variable | default | meaning |
+| --- | --- | --- |
+| CXRQ_DATABASE_URL | sqlite:///<user data dir>/cxrq.db | SQLAlchemy URL of the results database |
+| CXRQ_BROKER_URL | unset (embedded: run jobs in the CLI process) | Celery broker, e.g. redis://… |
+| CXRQ_DATA | unset | default dataset folder for `cxrq train` |
+| CXRQ_CACHE_DIR | <user cache dir> | local cache of model weights and decoded images |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from platformdirs import user_cache_dir, user_data_dir
+from sqlalchemy.engine import make_url
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    broker_url: str | None
+    data_dir: str | None
+    cache_dir: Path
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{Path(user_data_dir('cxrq')) / 'cxrq.db'}"
+
+
+def get_settings() -> Settings:
+    """Read the environment now (not at import) so tests and subprocesses can change it."""
+    return Settings(
+        database_url=os.environ.get("CXRQ_DATABASE_URL") or default_database_url(),
+        broker_url=os.environ.get("CXRQ_BROKER_URL") or None,
+        data_dir=os.environ.get("CXRQ_DATA") or None,
+        cache_dir=Path(os.environ.get("CXRQ_CACHE_DIR") or user_cache_dir("cxrq")),
+    )
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, safe to print."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not an SQLAlchemy URL (a broker URL, say): mask by hand
+        scheme, sep, rest = url.partition("://")
+        creds, at, host = rest.rpartition("@")
+        if not sep or not at or ":" not in creds:
+            return url
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"

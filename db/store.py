@@ -1,0 +1,123 @@
+"""Writes: jobs and their progress, trained models, evaluations, idempotent prediction rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from db.schema import FINAL_STATES, Evaluation, Job, Model, Prediction, utcnow
+from db.session import session_scope
+
+SCORE_COLUMNS = (
+    "f1", "precision", "sensitivity", "specificity", "accuracy", "roc_auc",
+    "tp", "fp", "tn", "fn", "threshold", "n",
+)  # fmt: skip
+
+
+class NotFoundError(LookupError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def create_job(session: Session, kind: str, params: dict[str, Any]) -> Job:
+    job = Job(kind=kind, params=params, state="pending", message="queued")
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFoundError(f"no job {job_id}; `cxrq report jobs` lists them")
+    return job
+
+
+def mark_running(job_id: int, total: int = 0, message: str = "running") -> None:
+    with session_scope() as s:
+        job = get_job(s, job_id)
+        job.state, job.started_at = "running", job.started_at or utcnow()
+        job.progress_total, job.message = total, message
+
+
+def set_progress(job_id: int, done: int, total: int, message: str) -> None:
+    with session_scope() as s:
+        s.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(progress_done=done, progress_total=total, message=message)
+        )
+
+
+def add_progress(job_id: int, done: int, message: str) -> None:
+    """Atomically add to progress_done, so parallel workers never overwrite each other."""
+    with session_scope() as s:
+        s.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(progress_done=Job.progress_done + done, message=message)
+        )
+
+
+def finish_job(
+    job_id: int,
+    state: str,
+    message: str = "",
+    error: str | None = None,
+    model_id: int | None = None,
+) -> None:
+    assert state in FINAL_STATES, state
+    with session_scope() as s:
+        job = get_job(s, job_id)
+        job.state, job.message, job.error, job.finished_at = state, message, error, utcnow()
+        if model_id is not None:
+            job.model_id = model_id
+
+
+def save_model(session: Session, **fields: Any) -> Model:
+    model = Model(**fields)
+    session.add(model)
+    session.flush()
+    return model
+
+
+def save_evaluation(
+    session: Session,
+    model_id: int,
+    split: str,
+    dataset: str,
+    scores: dict[str, Any],
+    job_id: int | None = None,
+) -> Evaluation:
+    values = {k: scores[k] for k in SCORE_COLUMNS}
+    if values["roc_auc"] != values["roc_auc"]:  # NaN: one class only, AUC undefined
+        values["roc_auc"] = None
+    evaluation = Evaluation(
+        model_id=model_id, job_id=job_id, split=split, dataset=dataset, **values
+    )
+    session.add(evaluation)
+    session.flush()
+    return evaluation
+
+
+def upsert_predictions(session: Session, rows: Iterable[dict[str, Any]]) -> int:
+    """Insert prediction rows; a row whose (job, model, path) exists is overwritten, not doubled."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}.get(dialect)
+    if insert is None:
+        raise RuntimeError(f"upsert is not implemented for {dialect}")
+    stmt = insert(Prediction)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["job_id", "model_id", "path"],
+        set_={c: stmt.excluded[c] for c in ("prob", "label", "true_label", "error")},
+    )
+    session.execute(stmt, rows)
+    return len(rows)

@@ -1,0 +1,76 @@
+"""Models as bytes: safetensors weights plus a JSON header that can rebuild the model alone.
+
+No pickle anywhere: loading a checkpoint from the database never executes code from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+from torch import nn
+
+from training.models import create_model
+from training.preprocess import Normalizer
+
+_META_KEY = "cxrq"
+
+
+@dataclass
+class ModelBundle:
+    """A ready-to-serve model with everything needed to preprocess its inputs."""
+
+    model: nn.Module
+    arch: str
+    img_size: int
+    normalizer: Normalizer
+    threshold: float = 0.5
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def header(self) -> dict[str, Any]:
+        return {
+            "arch": self.arch,
+            "img_size": self.img_size,
+            "mean": list(self.normalizer.mean),
+            "std": list(self.normalizer.std),
+            "threshold": self.threshold,
+            "config": self.config,
+        }
+
+
+def to_bytes(bundle: ModelBundle) -> bytes:
+    state = {k: v.detach().cpu().contiguous() for k, v in bundle.model.state_dict().items()}
+    return save_tensors(state, metadata={_META_KEY: json.dumps(bundle.header())})
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_header(data: bytes) -> dict[str, Any]:
+    """The JSON header of a safetensors checkpoint, without loading any tensor."""
+    size = int.from_bytes(data[:8], "little")
+    meta = json.loads(data[8 : 8 + size]).get("__metadata__", {})
+    if _META_KEY not in meta:
+        raise ValueError("not a cxrq checkpoint: header has no model description")
+    return json.loads(meta[_META_KEY])
+
+
+def from_bytes(data: bytes, device: str | torch.device = "cpu") -> ModelBundle:
+    header = read_header(data)
+    model = create_model(header["arch"], img_size=header["img_size"])
+    model.load_state_dict(load_tensors(data), strict=True)
+    model.to(device).eval()
+    return ModelBundle(
+        model=model,
+        arch=header["arch"],
+        img_size=header["img_size"],
+        normalizer=Normalizer(tuple(header["mean"]), tuple(header["std"])),
+        threshold=float(header["threshold"]),
+        config=header.get("config", {}),
+    )

@@ -1,0 +1,115 @@
+"""Finding labelled X-rays on disk and the patient each one belongs to.
+
+Layouts understood (class folders are matched case-insensitively):
+    ROOT/{train,val,test}/{NORMAL,PNEUMONIA}/*.jpeg   (any split may be missing)
+    ROOT/{NORMAL,PNEUMONIA}/*.jpeg                     (treated as the train split)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+CLASSES = ("NORMAL", "PNEUMONIA")  # index 1 is the positive class
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
+SPLITS = ("train", "val", "test")
+
+_PERSON = re.compile(r"^(person\d+)_", re.IGNORECASE)
+# NORMAL files are IM-0553-0001.jpeg, IM-0553-0001-0002.jpeg or NORMAL2-IM-0553-0001.jpeg.
+# The NORMAL2- batch reuses IM numbers; we group both under one id because over-grouping
+# can only make validation stricter, while under-grouping could leak a patient.
+_IM = re.compile(r"(?:^|-)IM-(\d+)", re.IGNORECASE)
+
+
+class DataLayoutError(ValueError):
+    """The folder is not a dataset cxrq understands."""
+
+
+@dataclass(frozen=True)
+class LabeledImage:
+    path: str
+    label: int  # 0 = NORMAL, 1 = PNEUMONIA
+    patient: str
+
+
+def patient_id(path: str | Path) -> str:
+    """Patient key parsed from a file name; a name with no patient is its own patient."""
+    name = Path(path).name
+    if m := _PERSON.match(name):
+        return m.group(1).lower()
+    if m := _IM.search(name):
+        return f"im-{int(m.group(1))}"
+    return f"file:{name}"
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Every image file below folder, recursively, sorted, following symlinked files."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames.sort()
+        found.extend(Path(dirpath) / f for f in filenames if is_image_file(Path(f)))
+    return sorted(found)
+
+
+def label_from_path(path: str | Path) -> int | None:
+    """1/0 when a folder on the path is PNEUMONIA/NORMAL (the innermost one wins), else None."""
+    for part in reversed(Path(path).parts[:-1]):
+        upper = part.upper()
+        if upper in CLASSES:
+            return CLASSES.index(upper)
+    return None
+
+
+def _class_dirs(folder: Path) -> dict[int, Path]:
+    dirs = {}
+    for child in folder.iterdir() if folder.is_dir() else []:
+        if child.is_dir() and child.name.upper() in CLASSES:
+            dirs[CLASSES.index(child.name.upper())] = child
+    return dirs
+
+
+def _labeled_images(folder: Path) -> list[LabeledImage]:
+    items = []
+    for label, class_dir in sorted(_class_dirs(folder).items()):
+        for path in list_images(class_dir):
+            items.append(LabeledImage(str(path.resolve()), label, patient_id(path)))
+    return items
+
+
+def find_splits(root: str | Path) -> dict[str, list[LabeledImage]]:
+    """Map split name -> labelled images; raise DataLayoutError with a fix-it message."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataLayoutError(f"data folder {root} does not exist; pass --data or set CXRQ_DATA")
+    split_dirs = {s: root / s for s in SPLITS if (root / s).is_dir()}
+    if not split_dirs:
+        if not _class_dirs(root):
+            raise DataLayoutError(
+                f"{root} holds neither train/ nor NORMAL/ and PNEUMONIA/ folders; "
+                "expected ROOT/train/{NORMAL,PNEUMONIA}/*.jpeg"
+            )
+        split_dirs = {"train": root}
+    splits = {name: _labeled_images(folder) for name, folder in split_dirs.items()}
+    train = splits.get("train", [])
+    if {item.label for item in train} != {0, 1}:
+        raise DataLayoutError(
+            f"{split_dirs.get('train', root)} needs images in both NORMAL/ and PNEUMONIA/"
+        )
+    return splits
+
+
+def fingerprint(items: list[LabeledImage]) -> str:
+    """A hash of file names, sizes and labels: stable when the folder moves, not when it changes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for item in sorted(items, key=lambda i: (Path(i.path).name, i.label)):
+        size = os.stat(item.path).st_size
+        digest.update(f"{Path(item.path).name}\t{size}\t{item.label}\n".encode())
+    return digest.hexdigest()

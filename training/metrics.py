@@ -1,0 +1,74 @@
+"""Binary classification scores with PNEUMONIA (label 1) as the positive class."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+SCORE_KEYS = (
+    "f1", "precision", "sensitivity", "specificity", "accuracy", "roc_auc",
+    "tp", "fp", "tn", "fn", "threshold", "n",
+)  # fmt: skip
+
+
+def _ratio(num: int, den: int) -> float:
+    # An empty denominator scores 0 rather than NaN so a degenerate model never looks good.
+    return num / den if den else 0.0
+
+
+def roc_auc(y_true: Sequence[int] | torch.Tensor, prob: Sequence[float] | torch.Tensor) -> float:
+    """Area under the ROC curve via the Mann-Whitney U statistic (ties count one half).
+
+    Returns NaN when only one class is present, where AUC is undefined.
+    """
+    y = torch.as_tensor(y_true, dtype=torch.long).flatten()
+    p = torch.as_tensor(prob, dtype=torch.float64).flatten()
+    n_pos = int(y.sum())
+    n_neg = y.numel() - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = torch.argsort(p)
+    sorted_p = p[order]
+    ranks = torch.empty_like(p)
+    ranks[order] = torch.arange(1, p.numel() + 1, dtype=torch.float64)
+    # Average the ranks of tied scores.
+    _, inverse, counts = torch.unique_consecutive(sorted_p, return_inverse=True, return_counts=True)
+    ends = torch.cumsum(counts, 0).double()
+    mean_rank = ends - (counts.double() - 1) / 2
+    ranks[order] = mean_rank[inverse]
+    u = ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2
+    return float(u / (n_pos * n_neg))
+
+
+def binary_scores(
+    y_true: Sequence[int] | torch.Tensor,
+    prob: Sequence[float] | torch.Tensor,
+    threshold: float = 0.5,
+) -> dict[str, float | int]:
+    """Every score cxrq stores: F1, precision, sensitivity, specificity, accuracy, AUC, counts."""
+    y = torch.as_tensor(y_true, dtype=torch.long).flatten()
+    p = torch.as_tensor(prob, dtype=torch.float64).flatten()
+    if y.numel() != p.numel():
+        raise ValueError(f"{y.numel()} labels but {p.numel()} probabilities")
+    pred = (p >= threshold).long()
+    tp = int(((pred == 1) & (y == 1)).sum())
+    fp = int(((pred == 1) & (y == 0)).sum())
+    tn = int(((pred == 0) & (y == 0)).sum())
+    fn = int(((pred == 0) & (y == 1)).sum())
+    precision = _ratio(tp, tp + fp)
+    sensitivity = _ratio(tp, tp + fn)
+    return {
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "precision": precision,
+        "sensitivity": sensitivity,
+        "specificity": _ratio(tn, tn + fp),
+        "accuracy": _ratio(tp + tn, y.numel()),
+        "roc_auc": roc_auc(y, p),
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+        "threshold": float(threshold),
+        "n": int(y.numel()),
+    }
