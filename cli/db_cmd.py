@@ -32,4 +32,3 @@ def upgrade() -> None:
         connect_or_raise(engine)
         run_upgrade(engine)
     click.echo(f"database {mask_url(url)} is at schema {head_revision()}")
-

@@ -1,8 +1,8 @@
 """Train one model from a TrainConfig and a dataset folder; evaluate it on validation (and test).
 
-    from training.config import make_config
-    from training.train_loop import fit
-    result = fit(make_config("googlenet", epochs=3), "../shared/data/chest_xray")
+from training.config import make_config
+from training.train_loop import fit
+result = fit(make_config("googlenet", epochs=3), "../shared/data/chest_xray")
 """
 
 from __future__ import annotations

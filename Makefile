@@ -1,0 +1,40 @@
+# make demo  - set up .venv, train GoogLeNet, score a folder, print reports (embedded: no services)
+# make test  - set up .venv, lint, run the test suite
+# Override DATA=/path/to/chest_xray, SCORE=/path/to/folder, EPOCHS=N, PYTHON=python3.11.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Pinned so every machine trains with the same kernels; a CPU-only build works too:
+#   make setup TORCH="torch torchvision --index-url https://download.pytorch.org/whl/cpu"
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+DATA ?= ../shared/data/chest_xray
+SCORE ?= $(if $(wildcard ../shared/data/fullres),../shared/data/fullres,$(DATA))
+EPOCHS ?= 3
+
+.PHONY: setup demo test lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/cxrq train --arch googlenet --data $(DATA) --epochs $(EPOCHS)
+	$(BIN)/cxrq score $(SCORE) --model googlenet
+	$(BIN)/cxrq report models
+	$(BIN)/cxrq report job latest
+	$(BIN)/cxrq report predictions latest --format csv | head -n 6
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

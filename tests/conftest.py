@@ -1,0 +1,115 @@
+"""Shared fixtures: a throwaway database per test, and tiny generated X-ray-like datasets."""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture()
+def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """CXRQ_DATABASE_URL pointing at a fresh SQLite file; engines are forgotten afterwards."""
+    from db.session import dispose_engines
+
+    url = f"sqlite:///{tmp_path / 'cxrq.db'}"
+    monkeypatch.setenv("CXRQ_DATABASE_URL", url)
+    monkeypatch.delenv("CXRQ_BROKER_URL", raising=False)
+    monkeypatch.delenv("CXRQ_DATA", raising=False)
+    dispose_engines()
+    yield url
+    dispose_engines()
+
+
+def make_xray(path: Path, pneumonia: bool, seed: int, size: int = 48, mode: str = "L") -> Path:
+    """A grayscale image whose class is learnable: PNEUMONIA has a bright blob in the lungs."""
+    rng = random.Random(seed)
+    img = Image.new("L", (size, size), color=rng.randint(20, 50))
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((size * 0.15, size * 0.2, size * 0.45, size * 0.85), fill=rng.randint(60, 90))
+    draw.ellipse((size * 0.55, size * 0.2, size * 0.85, size * 0.85), fill=rng.randint(60, 90))
+    if pneumonia:
+        x, y = rng.uniform(0.2, 0.6) * size, rng.uniform(0.3, 0.6) * size
+        draw.ellipse((x, y, x + size * 0.25, y + size * 0.25), fill=rng.randint(200, 240))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.convert(mode).save(path)
+    return path
+
+
+def make_dataset(root: Path, per_class: int = 12, images_per_patient: int = 2) -> Path:
+    """ROOT/train/{NORMAL,PNEUMONIA} with patient-style names, several images per patient."""
+    for i in range(per_class):
+        patient = i // images_per_patient
+        make_xray(root / "train" / "NORMAL" / f"IM-{patient:04d}-{i:04d}.jpeg", False, i)
+        make_xray(
+            root / "train" / "PNEUMONIA" / f"person{patient}_bacteria_{i}.jpeg", True, 1000 + i
+        )
+    return root
+
+
+@pytest.fixture()
+def tiny_dataset(tmp_path: Path) -> Path:
+    return make_dataset(tmp_path / "data")
+
+
+@pytest.fixture()
+def shared_data() -> Path:
+    if not (SHARED_DATA / "chest_xray" / "train").is_dir():
+        pytest.skip(f"real X-rays expected at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def _unavailable(what: str) -> None:
+    # CI starts the services, so there a missing one is a failure, not a skip.
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is not reachable in CI")
+    pytest.skip(f"{what} is not reachable")
+
+
+@pytest.fixture()
+def postgres_url(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    from db.session import dispose_engines
+
+    admin = create_engine(
+        os.environ.get("CXRQ_TEST_POSTGRES_URL", POSTGRES_ADMIN_URL), isolation_level="AUTOCOMMIT"
+    )
+    name = f"cxrq_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError:
+        _unavailable("PostgreSQL at 127.0.0.1:5432")
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    monkeypatch.setenv("CXRQ_DATABASE_URL", url)
+    dispose_engines()
+    yield url
+    dispose_engines()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db_url(request: pytest.FixtureRequest) -> str:
+    """The same test against both supported backends (PostgreSQL migrated like production)."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("db_url")
+    url = request.getfixturevalue("postgres_url")
+    from db.migrate import upgrade
+    from db.session import get_engine
+
+    upgrade(get_engine(url, check_schema=False))
+    return url

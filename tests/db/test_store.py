@@ -1,0 +1,90 @@
+import pytest
+from sqlalchemy import func, select
+
+from db.queries import models_report, resolve_job, resolve_model
+from db.schema import Prediction
+from db.session import session_scope
+from db.store import (
+    NotFoundError,
+    create_job,
+    finish_job,
+    get_job,
+    save_evaluation,
+    save_model,
+    upsert_predictions,
+)
+
+
+def _scores(f1: float) -> dict:
+    return {"f1": f1, "precision": 0.9, "sensitivity": 0.8, "specificity": 0.7,
+            "accuracy": 0.75, "roc_auc": float("nan"), "tp": 8, "fp": 1, "tn": 7, "fn": 2,
+            "threshold": 0.5, "n": 18}  # fmt: skip
+
+
+def add_model(session, name: str, arch: str, val_f1: float | None) -> int:
+    model = save_model(
+        session, name=name, arch=arch, preset="seed", img_size=64, threshold=0.5,
+        config={"epochs": 1, "seed": 0}, data={}, weights=b"w", weights_sha256="0" * 64,
+        n_params=1, train_seconds=60.0,
+    )  # fmt: skip
+    if val_f1 is not None:
+        save_evaluation(session, model.id, "validation", "somewhere", _scores(val_f1))
+    return model.id
+
+
+def test_upsert_never_doubles_a_prediction(any_db_url: str) -> None:
+    with session_scope() as s:
+        model_id = add_model(s, "m", "cnn", 0.9)
+        job_id = create_job(s, "score", {"folder": "/x"}).id
+    row = {"job_id": job_id, "model_id": model_id, "path": "/x/a.jpeg", "prob": 0.2,
+           "label": "NORMAL", "true_label": None, "error": None}  # fmt: skip
+    for prob in (0.2, 0.9):  # a redelivered chunk with a different answer
+        with session_scope() as s:
+            upsert_predictions(s, [row | {"prob": prob}, row | {"path": "/x/b.jpeg"}])
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Prediction)) == 2
+        probs = s.scalars(select(Prediction.prob).order_by(Prediction.path)).all()
+        assert probs == [0.9, 0.2]
+
+
+def test_resolve_model_by_id_name_arch_and_best(any_db_url: str) -> None:
+    with session_scope() as s:
+        weak = add_model(s, "googlenet", "googlenet", 0.80)
+        strong = add_model(s, "googlenet", "googlenet", 0.95)
+        other = add_model(s, "mine", "cnn", 0.90)
+        unscored = add_model(s, "raw", "mlp", None)
+    with session_scope() as s:
+        assert resolve_model(s, str(weak)).id == weak
+        assert resolve_model(s, "googlenet").id == strong
+        assert resolve_model(s, "cnn").id == other
+        assert resolve_model(s, "raw").id == unscored
+        assert resolve_model(s, None).id == strong
+        with pytest.raises(NotFoundError, match="no model named 'vgg'"):
+            resolve_model(s, "vgg")
+        with pytest.raises(NotFoundError, match="no model with id 99"):
+            resolve_model(s, "99")
+
+
+def test_models_report_carries_validation_and_other_evaluations(any_db_url: str) -> None:
+    with session_scope() as s:
+        model_id = add_model(s, "m", "cnn", 0.9)
+        save_evaluation(s, model_id, "scored", "/folder", _scores(0.7))
+    with session_scope() as s:
+        (row,) = models_report(s)
+    assert row["val_f1"] == 0.9 and row["val_roc_auc"] is None  # NaN AUC stored as NULL
+    assert [e["split"] for e in row["evaluations"]] == ["scored"]
+    assert row["train_minutes"] == 1.0
+
+
+def test_job_lifecycle_and_latest(any_db_url: str) -> None:
+    with session_scope() as s:
+        first = create_job(s, "train", {}).id
+        second = create_job(s, "score", {}).id
+    finish_job(second, "succeeded", "done")
+    with session_scope() as s:
+        assert get_job(s, second).state == "succeeded"
+        assert get_job(s, second).finished_at is not None
+        assert resolve_job(s, "latest").id == second
+        assert resolve_job(s, "latest-train").id == first
+        with pytest.raises(NotFoundError):
+            resolve_job(s, "yesterday")

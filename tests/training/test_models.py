@@ -1,0 +1,47 @@
+import pytest
+import torch
+
+from training.checkpoint import ModelBundle, from_bytes, read_header, to_bytes
+from training.models import UnknownModelError, create_model, list_models
+from training.preprocess import Normalizer
+
+
+def test_the_four_seed_archs_are_registered() -> None:
+    assert {"mlp", "cnn", "googlenet", "resnet50"} <= set(list_models())
+
+
+@pytest.mark.parametrize("arch", list_models())
+def test_every_model_maps_a_batch_to_one_logit_each_and_learns(arch: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(arch, img_size=64)
+    x = torch.randn(4, 3, 64, 64)
+    out = model(x)
+    assert out.shape == (4,)
+    out.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+@pytest.mark.parametrize("arch", list_models())
+def test_checkpoint_round_trip_gives_identical_outputs(arch: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(arch, img_size=32).eval()
+    bundle = ModelBundle(model, arch, 32, Normalizer(), 0.42, {"arch": arch, "epochs": 1})
+    data = to_bytes(bundle)
+    assert read_header(data)["threshold"] == 0.42
+    loaded = from_bytes(data)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded.model(x))
+    assert (loaded.arch, loaded.img_size, loaded.config["epochs"]) == (arch, 32, 1)
+
+
+def test_unknown_arch_fails_loudly_with_the_choices() -> None:
+    with pytest.raises(UnknownModelError, match="googlenet"):
+        create_model("vgg")
+
+
+def test_a_checkpoint_that_is_not_ours_is_refused() -> None:
+    from safetensors.torch import save
+
+    with pytest.raises(ValueError, match="not a cxrq checkpoint"):
+        from_bytes(save({"w": torch.zeros(1)}))

@@ -1,0 +1,60 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import make_dataset, make_xray
+from training.config import UnknownPresetError, make_config
+from training.train_loop import TrainingCancelled, TrainingDataError, fit
+
+
+def _config(**kw):
+    return make_config("cnn", **{"img_size": 32, "epochs": 2, "batch_size": 8, **kw})
+
+
+def test_fit_reports_every_score_and_how_validation_was_chosen(tiny_dataset: Path) -> None:
+    seen = []
+    result = fit(_config(), tiny_dataset, progress=lambda d, t, m: seen.append((d, t, m)))
+    assert {"f1", "roc_auc", "tp", "fn", "n"} <= set(result.val_scores)
+    assert result.val_scores["n"] == result.data["n_val"] > 0
+    assert result.data["validation"].startswith("patient split")
+    assert result.data["n_train_balanced"] >= result.data["n_train"]
+    assert len(result.history) == 2 and result.test_scores is None
+    assert seen[-1][0] == seen[-1][1] and "val f1" in seen[-1][2]
+
+
+def test_same_seed_gives_the_same_model(tiny_dataset: Path) -> None:
+    a, b = fit(_config(seed=5), tiny_dataset), fit(_config(seed=5), tiny_dataset)
+    assert a.val_scores == b.val_scores
+    for (name, p), q in zip(a.bundle.model.state_dict().items(),
+                            b.bundle.model.state_dict().values(), strict=True):  # fmt: skip
+        assert torch.equal(p, q), name
+
+
+def test_a_test_folder_is_scored_too(tiny_dataset: Path) -> None:
+    make_xray(tiny_dataset / "test" / "NORMAL" / "IM-0900-0001.jpeg", False, 7)
+    make_xray(tiny_dataset / "test" / "PNEUMONIA" / "person900_virus_1.jpeg", True, 8)
+    result = fit(_config(epochs=1), tiny_dataset)
+    assert result.test_scores is not None and result.test_scores["n"] == 2
+
+
+def test_unreadable_training_files_are_dropped_and_named(tiny_dataset: Path) -> None:
+    (tiny_dataset / "train" / "NORMAL" / "IM-0800-0001.jpeg").write_bytes(b"garbage")
+    result = fit(_config(epochs=1), tiny_dataset)
+    assert any("IM-0800-0001.jpeg" in d for d in result.data["dropped"])
+
+
+def test_cancel_stops_between_epochs(tiny_dataset: Path) -> None:
+    with pytest.raises(TrainingCancelled):
+        fit(_config(), tiny_dataset, should_cancel=lambda: True)
+
+
+def test_too_few_patients_for_both_classes_in_validation(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "d", per_class=2, images_per_patient=2)
+    with pytest.raises(TrainingDataError, match="only one class"):
+        fit(_config(), root)
+
+
+def test_unknown_preset() -> None:
+    with pytest.raises(UnknownPresetError, match="seed"):
+        make_config("cnn", preset="fancy")

@@ -1,0 +1,96 @@
+from pathlib import Path
+
+from sqlalchemy import select
+
+from db.schema import Evaluation, Job, Model, Prediction
+from db.session import session_scope
+from db.store import create_job
+from tests.conftest import make_xray
+from training.config import make_config
+from worker.score_job import finish_scoring, plan_chunks, run_scoring_job, score_chunk, true_label
+from worker.train_job import run_training_job
+
+
+def _train(data: Path) -> int:
+    config = make_config("cnn", img_size=32, epochs=2, batch_size=8)
+    with session_scope() as s:
+        job_id = create_job(s, "train", {"config": config.to_dict(), "data": str(data)}).id
+    model_id = run_training_job(job_id)
+    assert model_id is not None
+    return model_id
+
+
+def _score_job(folder: Path, model_id: int, chunk_size: int = 4) -> int:
+    with session_scope() as s:
+        job = create_job(s, "score", {"folder": str(folder), "chunk_size": chunk_size})
+        job.model_id = model_id
+        return job.id
+
+
+def _folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "incoming"
+    for i in range(5):
+        make_xray(folder / "NORMAL" / f"n{i}.jpeg", False, i)
+        make_xray(folder / "PNEUMONIA" / f"p{i}.png", True, 50 + i)
+    make_xray(folder / "unlabelled" / "u.jpg", True, 99)
+    (folder / "NORMAL" / "broken.jpeg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    return folder
+
+
+def test_training_job_stores_weights_config_and_validation_scores(db_url, tiny_dataset) -> None:
+    model_id = _train(tiny_dataset)
+    with session_scope() as s:
+        model = s.get(Model, model_id)
+        evaluation = s.scalars(select(Evaluation).where(Evaluation.model_id == model_id)).one()
+        job = s.get(Job, model.job_id)
+    assert model.weights[:8] and model.config["arch"] == "cnn" and model.config["epochs"] == 2
+    assert len(model.data["fingerprint"]) == 64 and len(model.data["history"]) == 2
+    assert evaluation.split == "validation" and evaluation.n == model.data["n_val"]
+    assert (job.state, job.model_id) == ("succeeded", model_id)
+    assert job.progress_done == job.progress_total > 0
+
+
+def test_a_cancelled_training_job_ends_cancelled(db_url, tiny_dataset) -> None:
+    with session_scope() as s:
+        job = create_job(s, "train", {"config": make_config("mlp").to_dict(),
+                                      "data": str(tiny_dataset)})  # fmt: skip
+        job.cancel_requested = True
+        job_id = job.id
+    assert run_training_job(job_id) is None
+    with session_scope() as s:
+        assert s.get(Job, job_id).state == "cancelled"
+        assert s.scalars(select(Model)).first() is None
+
+
+def test_scoring_writes_one_row_per_image_and_an_error_row(db_url, tiny_dataset, tmp_path) -> None:
+    model_id = _train(tiny_dataset)
+    folder = _folder(tmp_path)
+    job_id = _score_job(folder, model_id)
+    result = run_scoring_job(job_id)
+    assert (result["state"], result["rows"], result["errors"]) == ("succeeded", 12, 1)
+    with session_scope() as s:
+        rows = {Path(p.path).name: p for p in s.scalars(select(Prediction))}
+        evaluation = s.scalars(select(Evaluation).where(Evaluation.job_id == job_id)).one()
+    assert rows["broken.jpeg"].prob is None and rows["broken.jpeg"].error
+    assert rows["n0.jpeg"].true_label == "NORMAL" and rows["p0.png"].true_label == "PNEUMONIA"
+    assert rows["u.jpg"].true_label is None and rows["u.jpg"].label in ("NORMAL", "PNEUMONIA")
+    assert evaluation.n == 10  # the labelled, readable images
+
+
+def test_a_redelivered_chunk_adds_no_row(db_url, tiny_dataset, tmp_path) -> None:
+    model_id = _train(tiny_dataset)
+    job_id = _score_job(_folder(tmp_path), model_id, chunk_size=5)
+    chunks = plan_chunks(job_id)
+    assert [len(c) for c in chunks] == [5, 5, 2]
+    for chunk in [*chunks, chunks[1]]:
+        score_chunk(job_id, chunk)
+    with session_scope() as s:
+        s.get(Job, job_id).progress_total = 12
+    assert finish_scoring(job_id)["rows"] == 12
+
+
+def test_true_label_ignores_folders_above_the_scored_one(tmp_path) -> None:
+    root = tmp_path / "NORMAL" / "scans"
+    assert true_label(root / "PNEUMONIA" / "a.jpeg", root) == "PNEUMONIA"
+    assert true_label(root / "a.jpeg", root) is None
+    assert true_label(tmp_path / "NORMAL" / "a.jpeg", tmp_path / "NORMAL") == "NORMAL"
