@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import click
 
+from cli.cancel_cmd import cancel
 from cli.db_cmd import db
 from cli.report_cmd import report
 from cli.score_cmd import score
 from cli.status_cmd import status
 from cli.train_cmd import train
+from cli.worker_cmd import worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,11 +24,12 @@ def cli() -> None:
     """Train, compare and run chest X-ray pneumonia classifiers as batch jobs.
 
     Without CXRQ_BROKER_URL every job runs in this process against a local SQLite
-    database (CXRQ_DATABASE_URL overrides it).
+    database (CXRQ_DATABASE_URL overrides it). With it, train and score enqueue jobs
+    for `cxrq worker` processes.
 
     Example: cxrq train --arch googlenet --data ./chest_xray --epochs 3
     """
 
 
-for command in (train, score, report, status, db):
+for command in (train, score, report, status, cancel, worker, db):
     cli.add_command(command)

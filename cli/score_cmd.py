@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from cli.errors import friendly_errors
+from cli.follow import enqueue, exit_for, follow
 from cli.output import scores_line
 from cli.progress import ProgressBar
 
@@ -36,37 +37,48 @@ def score(folder: Path, model_ref: str | None, chunk_size: int, wait: bool) -> N
     Example: cxrq score ../shared/data/fullres --model googlenet
     """
     with friendly_errors():
-        _score(folder, model_ref, chunk_size)
+        _score(folder, model_ref, chunk_size, wait)
 
 
-def _score(folder: Path, model_ref: str | None, chunk_size: int) -> None:
+def _create_job(folder: Path, model_ref: str | None, chunks: list[list[str]]) -> int:
     from db.queries import resolve_model
     from db.session import session_scope
     from db.store import create_job
+
+    n_images = sum(len(c) for c in chunks)
+    with session_scope() as s:
+        model = resolve_model(s, model_ref)
+        job = create_job(s, "score", {"folder": str(folder), "chunk_size": len(chunks[0])})
+        job.model_id, job.progress_total = model.id, n_images
+        click.echo(f"job {job.id}: score {n_images} images in {folder} "
+                   f"with model {model.id} ({model.name}, {model.arch})")  # fmt: skip
+        return job.id
+
+
+def _score(folder: Path, model_ref: str | None, chunk_size: int, wait: bool) -> None:
     from worker import dispatch
-    from worker.score_job import count_images
+    from worker.score_plan import plan_chunks
 
     folder = folder.expanduser().resolve()
     if not folder.is_dir():
         raise click.ClickException(f"folder {folder} does not exist")
-    n_images = count_images(folder)
-    if n_images == 0:
+    chunks = plan_chunks(folder, chunk_size)
+    if not chunks:
         raise click.ClickException(f"no .jpeg, .jpg or .png images below {folder}")
-    with session_scope() as s:
-        model = resolve_model(s, model_ref)
-        params = {"folder": str(folder), "chunk_size": chunk_size}
-        job = create_job(s, "score", params)
-        job.model_id = model.id
-        job_id, model_desc = job.id, f"model {model.id} ({model.name}, {model.arch})"
-    click.echo(f"job {job_id}: score {n_images} images in {folder} with {model_desc}")
-    if dispatch.is_queued():
-        dispatch.submit("score", job_id)
+    queued = dispatch.is_queued()
+    if queued:
+        dispatch.check_broker()  # before any row exists: nothing half-written
+    job_id = _create_job(folder, model_ref, chunks)
+    if queued:
+        enqueue(job_id, lambda: dispatch.submit_scoring(job_id, chunks))
+        click.echo(f"queued {len(chunks)} chunks; follow with: cxrq status {job_id}")
+        if wait:
+            exit_for(follow(job_id, "score"))
         return
     bar = ProgressBar("score")
-    result = dispatch.run_embedded("score", job_id, bar)
+    result = dispatch.run_scoring(job_id, chunks, bar)
     bar.close()
-    click.echo(f"job {job_id} {result['state']}: {result['rows']} prediction rows, "
-               f"{result['errors']} unreadable")  # fmt: skip
+    click.echo(f"job {job_id} {result['state']}: {result['message']}")
     if result["scores"]:
         click.echo(scores_line("scores on labelled images", result["scores"]))
     click.echo(f"rows: cxrq report predictions {job_id}")

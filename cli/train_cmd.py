@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.errors import friendly_errors
+from cli.follow import enqueue, follow
 from cli.output import scores_line
 from cli.progress import ProgressBar
 
@@ -62,14 +63,21 @@ def _train(arch, data_dir, preset, name, seed, wait, overrides) -> None:  # noqa
     renamed = {"max_images_per_class": overrides.pop("max_per_class")}
     config = build_config(arch, preset, data_dir, seed=seed, **overrides, **renamed)
     params = {"config": config.to_dict(), "data": str(Path(data_dir).resolve()), "name": name}
+    queued = dispatch.is_queued()
+    if queued:
+        dispatch.check_broker()  # before any row exists: nothing half-written
     with session_scope() as s:
         job_id = create_job(s, "train", params).id
     click.echo(f"job {job_id}: train {config.arch} ({config.preset} preset)")
-    if dispatch.is_queued():
-        dispatch.submit("train", job_id)
+    if queued:
+        enqueue(job_id, lambda: dispatch.submit_training(job_id))
+        click.echo(f"queued; follow with: cxrq status {job_id}")
+        if wait:
+            job = follow(job_id, f"train {config.arch}")
+            _report_trained(job_id, job["model_id"])
         return
     bar = ProgressBar(f"train {config.arch}")
-    model_id = dispatch.run_embedded("train", job_id, bar)
+    model_id = dispatch.run_training(job_id, bar)
     bar.close()
     _report_trained(job_id, model_id)
 

@@ -6,6 +6,7 @@
 | CXRQ_BROKER_URL | unset (embedded: run jobs in the CLI process) | Celery broker, e.g. redis://… |
 | CXRQ_DATA | unset | default dataset folder for `cxrq train` |
 | CXRQ_CACHE_DIR | <user cache dir> | local cache of model weights and decoded images |
+| CXRQ_VISIBILITY_TIMEOUT | 14400 (4 h) | seconds before an unacked task goes to another worker |
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Settings:
     broker_url: str | None
     data_dir: str | None
     cache_dir: Path
+    visibility_timeout: int
 
 
 def default_database_url() -> str:
@@ -37,6 +39,7 @@ def get_settings() -> Settings:
         broker_url=os.environ.get("CXRQ_BROKER_URL") or None,
         data_dir=os.environ.get("CXRQ_DATA") or None,
         cache_dir=Path(os.environ.get("CXRQ_CACHE_DIR") or user_cache_dir("cxrq")),
+        visibility_timeout=int(os.environ.get("CXRQ_VISIBILITY_TIMEOUT") or 4 * 3600),
     )
 
 

@@ -54,16 +54,6 @@ def set_progress(job_id: int, done: int, total: int, message: str) -> None:
         )
 
 
-def add_progress(job_id: int, done: int, message: str) -> None:
-    """Atomically add to progress_done, so parallel workers never overwrite each other."""
-    with session_scope() as s:
-        s.execute(
-            update(Job)
-            .where(Job.id == job_id)
-            .values(progress_done=Job.progress_done + done, message=message)
-        )
-
-
 def finish_job(
     job_id: int,
     state: str,
@@ -105,8 +95,11 @@ def save_evaluation(
     return evaluation
 
 
-def upsert_predictions(session: Session, rows: Iterable[dict[str, Any]]) -> int:
-    """Insert prediction rows; a row whose (job, model, path) exists is overwritten, not doubled."""
+def upsert_predictions(
+    session: Session, rows: Iterable[dict[str, Any]], overwrite: bool = True
+) -> int:
+    """Insert prediction rows; a row whose (job, model, path) exists is never doubled:
+    it is overwritten, or with overwrite=False left as it was."""
     rows = list(rows)
     if not rows:
         return 0
@@ -115,9 +108,13 @@ def upsert_predictions(session: Session, rows: Iterable[dict[str, Any]]) -> int:
     if insert is None:
         raise RuntimeError(f"upsert is not implemented for {dialect}")
     stmt = insert(Prediction)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["job_id", "model_id", "path"],
-        set_={c: stmt.excluded[c] for c in ("prob", "label", "true_label", "error")},
-    )
+    key = ["job_id", "model_id", "path"]
+    if overwrite:
+        columns = ("prob", "label", "true_label", "error")
+        stmt = stmt.on_conflict_do_update(
+            index_elements=key, set_={c: stmt.excluded[c] for c in columns}
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=key)
     session.execute(stmt, rows)
     return len(rows)

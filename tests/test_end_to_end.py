@@ -33,7 +33,7 @@ def test_every_arch_trains_and_scores_a_folder(arch, db_url, shared_data, tmp_pa
     data = _slice(shared_data, tmp_path)
     run("train", "--arch", arch, "--data", data, "--epochs", 1, "--batch-size", 16)
     out = run("score", data / "train", "--model", arch, "--chunk-size", 16)
-    assert "40 prediction rows, 0 unreadable" in out
+    assert "40 images: 40 scored, 0 unreadable" in out
     rows = json.loads(run("report", "predictions", "latest", "--format", "json"))
     assert len(rows) == len({r["path"] for r in rows}) == 40
     assert all(0.0 <= r["prob_pneumonia"] <= 1.0 for r in rows)

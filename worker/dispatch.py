@@ -16,22 +16,42 @@ def is_queued() -> bool:
     return get_settings().broker_url is not None
 
 
-def run_embedded(kind: str, job_id: int, echo: ProgressFn | None = None) -> Any:
-    """Run a job's task function right here; returns what the task returns."""
-    if kind == "train":
-        from worker.train_job import run_training_job
+def run_training(job_id: int, echo: ProgressFn | None = None) -> int | None:
+    from worker.train_job import run_training_job
 
-        return run_training_job(job_id, echo)
-    if kind == "score":
-        from worker.score_job import run_scoring_job
-
-        return run_scoring_job(job_id, echo)
-    raise ValueError(f"unknown job kind {kind!r}")
+    return run_training_job(job_id, echo)
 
 
-def submit(kind: str, job_id: int) -> None:
-    broker = get_settings().broker_url
-    raise BrokerError(
-        f"CXRQ_BROKER_URL={mask_url(broker or '')} is set, but this version runs jobs embedded "
-        "only; unset CXRQ_BROKER_URL"
-    )
+def run_scoring(job_id: int, chunks: list[list[str]], echo: ProgressFn | None = None) -> Any:
+    from worker.score_job import run_scoring_job
+
+    return run_scoring_job(job_id, chunks, echo)
+
+
+def check_broker(timeout: float = 3.0) -> None:
+    """Raise BrokerError, naming the URL, unless the broker accepts a connection now."""
+    from worker.celery_app import app
+
+    url = get_settings().broker_url or ""
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BrokerError(
+            f"cannot reach broker {mask_url(url)} ({reason}); start Redis "
+            "(docker compose up -d redis) or fix CXRQ_BROKER_URL"
+        ) from None
+
+
+def submit_training(job_id: int) -> None:
+    from worker.tasks import train
+
+    train.delay(job_id)
+
+
+def submit_scoring(job_id: int, chunks: list[list[str]]) -> None:
+    from worker.tasks import score_chunk
+
+    for chunk in chunks:
+        score_chunk.delay(job_id, chunk)

@@ -57,7 +57,12 @@ def _store(job_id: int, name: str, config: TrainConfig, result: TrainResult) -> 
 def run_training_job(job_id: int, echo: ProgressFn | None = None) -> int | None:
     """Train the model a job row describes; returns the new model id (None if not succeeded)."""
     with session_scope() as s:
-        params = get_job(s, job_id).params
+        job = get_job(s, job_id)
+        params, ended = job.params, job.state not in ("pending", "running")
+    if ended or _cancel_requested(job_id):
+        if not ended:
+            finish_job(job_id, "cancelled", "cancelled before it started")
+        return None
     config = TrainConfig.from_dict(params["config"])
     mark_running(job_id, message=f"training {config.arch}")
     try:

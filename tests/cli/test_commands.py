@@ -50,7 +50,7 @@ def test_score_then_report_predictions_in_every_format(trained: int, tmp_path: P
         make_xray(folder / "PNEUMONIA" / f"person{i}_virus_{i}.jpeg", True, 9 + i)
     (folder / "PNEUMONIA" / "zero.jpeg").write_bytes(b"")
     out = run("score", folder, "--model", "tiny")
-    assert "7 prediction rows, 1 unreadable" in out and "scores on labelled images" in out
+    assert "7 images: 6 scored, 1 unreadable" in out and "scores on labelled images" in out
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Prediction)) == 7
         assert s.scalars(select(Job.state).where(Job.kind == "score")).one() == "succeeded"

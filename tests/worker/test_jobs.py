@@ -1,13 +1,21 @@
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from db.schema import Evaluation, Job, Model, Prediction
 from db.session import session_scope
 from db.store import create_job
 from tests.conftest import make_xray
 from training.config import make_config
-from worker.score_job import finish_scoring, plan_chunks, run_scoring_job, score_chunk, true_label
+from worker.score_job import (
+    NOT_SCORED,
+    fail_chunk,
+    maybe_finish,
+    run_scoring_job,
+    score_chunk,
+    true_label,
+)
+from worker.score_plan import plan_chunks
 from worker.train_job import run_training_job
 
 
@@ -20,11 +28,12 @@ def _train(data: Path) -> int:
     return model_id
 
 
-def _score_job(folder: Path, model_id: int, chunk_size: int = 4) -> int:
+def _score_job(folder: Path, model_id: int, chunk_size: int = 4) -> tuple[int, list[list[str]]]:
+    chunks = plan_chunks(folder, chunk_size)
     with session_scope() as s:
         job = create_job(s, "score", {"folder": str(folder), "chunk_size": chunk_size})
-        job.model_id = model_id
-        return job.id
+        job.model_id, job.progress_total = model_id, sum(len(c) for c in chunks)
+        return job.id, chunks
 
 
 def _folder(tmp_path: Path) -> Path:
@@ -37,7 +46,7 @@ def _folder(tmp_path: Path) -> Path:
     return folder
 
 
-def test_training_job_stores_weights_config_and_validation_scores(db_url, tiny_dataset) -> None:
+def test_training_job_stores_weights_config_and_validation_scores(any_db_url, tiny_dataset) -> None:
     model_id = _train(tiny_dataset)
     with session_scope() as s:
         model = s.get(Model, model_id)
@@ -50,7 +59,7 @@ def test_training_job_stores_weights_config_and_validation_scores(db_url, tiny_d
     assert job.progress_done == job.progress_total > 0
 
 
-def test_a_cancelled_training_job_ends_cancelled(db_url, tiny_dataset) -> None:
+def test_a_cancelled_training_job_ends_cancelled(any_db_url, tiny_dataset) -> None:
     with session_scope() as s:
         job = create_job(s, "train", {"config": make_config("mlp").to_dict(),
                                       "data": str(tiny_dataset)})  # fmt: skip
@@ -62,12 +71,15 @@ def test_a_cancelled_training_job_ends_cancelled(db_url, tiny_dataset) -> None:
         assert s.scalars(select(Model)).first() is None
 
 
-def test_scoring_writes_one_row_per_image_and_an_error_row(db_url, tiny_dataset, tmp_path) -> None:
+def test_scoring_writes_one_row_per_image_and_an_error_row(
+    any_db_url, tiny_dataset, tmp_path
+) -> None:
     model_id = _train(tiny_dataset)
     folder = _folder(tmp_path)
-    job_id = _score_job(folder, model_id)
-    result = run_scoring_job(job_id)
-    assert (result["state"], result["rows"], result["errors"]) == ("succeeded", 12, 1)
+    job_id, chunks = _score_job(folder, model_id)
+    result = run_scoring_job(job_id, chunks)
+    assert result["state"] == "succeeded"
+    assert result["message"].startswith("12 images: 11 scored, 1 unreadable")
     with session_scope() as s:
         rows = {Path(p.path).name: p for p in s.scalars(select(Prediction))}
         evaluation = s.scalars(select(Evaluation).where(Evaluation.job_id == job_id)).one()
@@ -77,16 +89,50 @@ def test_scoring_writes_one_row_per_image_and_an_error_row(db_url, tiny_dataset,
     assert evaluation.n == 10  # the labelled, readable images
 
 
-def test_a_redelivered_chunk_adds_no_row(db_url, tiny_dataset, tmp_path) -> None:
+def test_a_redelivered_chunk_adds_no_row(any_db_url, tiny_dataset, tmp_path) -> None:
     model_id = _train(tiny_dataset)
-    job_id = _score_job(_folder(tmp_path), model_id, chunk_size=5)
-    chunks = plan_chunks(job_id)
+    job_id, chunks = _score_job(_folder(tmp_path), model_id, chunk_size=5)
     assert [len(c) for c in chunks] == [5, 5, 2]
-    for chunk in [*chunks, chunks[1]]:
+    for chunk in [chunks[0], chunks[1], chunks[1]]:
         score_chunk(job_id, chunk)
+    assert maybe_finish(job_id) is None  # 10 of 12 rows: not done yet
+    score_chunk(job_id, chunks[2])
+    assert maybe_finish(job_id)["state"] == "succeeded"
+    assert maybe_finish(job_id) is None  # closed exactly once
     with session_scope() as s:
-        s.get(Job, job_id).progress_total = 12
-    assert finish_scoring(job_id)["rows"] == 12
+        job = s.get(Job, job_id)
+        assert job.progress_done == 12 and job.state == "succeeded"
+        assert s.scalar(select(func.count()).select_from(Prediction)) == 12
+        assert s.scalar(select(func.count()).select_from(Evaluation).where(
+            Evaluation.job_id == job_id)) == 1  # fmt: skip
+
+
+def test_a_chunk_that_failed_for_good_leaves_error_rows_and_a_partial_job(
+    any_db_url, tiny_dataset, tmp_path
+) -> None:
+    model_id = _train(tiny_dataset)
+    job_id, chunks = _score_job(_folder(tmp_path), model_id, chunk_size=5)
+    score_chunk(job_id, chunks[0])
+    fail_chunk(job_id, chunks[0] + chunks[1], "OSError: disk went away")  # scored rows stay
+    score_chunk(job_id, chunks[2])
+    result = maybe_finish(job_id)
+    assert result["state"] == "partial" and "5 not scored" in result["message"]
+    with session_scope() as s:
+        errors = s.scalars(select(Prediction.error).where(Prediction.error.is_not(None))).all()
+    lost = [e for e in errors if e.startswith(NOT_SCORED)]
+    assert len(lost) == 5 and "disk went away" in lost[0]
+
+
+def test_cancel_stops_the_remaining_chunks(any_db_url, tiny_dataset, tmp_path) -> None:
+    model_id = _train(tiny_dataset)
+    job_id, chunks = _score_job(_folder(tmp_path), model_id, chunk_size=5)
+    score_chunk(job_id, chunks[0])
+    with session_scope() as s:
+        s.get(Job, job_id).cancel_requested = True
+    assert score_chunk(job_id, chunks[1]) == 0
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        assert job.state == "cancelled" and job.progress_done == 5
 
 
 def test_true_label_ignores_folders_above_the_scored_one(tmp_path) -> None:

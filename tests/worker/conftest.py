@@ -1,0 +1,100 @@
+"""Queued-mode fixtures: real Redis and PostgreSQL, and real `cxrq worker` processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import _unavailable
+
+REDIS_URL = os.environ.get("CXRQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def broker_url(monkeypatch: pytest.MonkeyPatch) -> str:
+    """An emptied Redis database as the broker, with a short visibility timeout."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.flushdb()
+    except redis.exceptions.ConnectionError:
+        _unavailable(f"Redis at {REDIS_URL}")
+    monkeypatch.setenv("CXRQ_BROKER_URL", REDIS_URL)
+    # A killed worker's task comes back after 3 s instead of hours.
+    monkeypatch.setenv("CXRQ_VISIBILITY_TIMEOUT", "3")
+    yield REDIS_URL
+    client.flushdb()
+
+
+@pytest.fixture()
+def queued(broker_url: str, postgres_url: str) -> str:
+    """Queued mode as deployed: Redis and a migrated PostgreSQL; returns the database URL."""
+    from db.migrate import upgrade
+    from db.session import get_engine
+
+    upgrade(get_engine(postgres_url, check_schema=False))
+    return postgres_url
+
+
+class Workers:
+    """Starts `cxrq worker` processes in their own process groups; stops them all at the end."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, queues: str = "train,score", concurrency: int = 1) -> subprocess.Popen:
+        log = open(self.log_dir / f"worker{len(self.procs)}.log", "w")  # noqa: SIM115
+        cmd = [sys.executable, "-c", "from cli.main import cli; cli()", "worker", "--queues",
+               queues, "--concurrency", str(concurrency), "--loglevel", "INFO"]  # fmt: skip
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ), stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+        """Signal the worker and its pool children at once, like a machine that died."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        proc.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill(proc)
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text()[-3000:] for p in sorted(self.log_dir.glob("worker*.log")))
+
+
+@pytest.fixture()
+def workers(queued: str, tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(tmp_path)
+    yield pool
+    pool.stop_all()
+
+
+def wait_for(check: Callable[[], object], timeout: float, what: str, logs: Callable[[], str]):
+    """Poll check() until it returns something truthy; else fail with the worker logs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.25)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}\n{logs()}")

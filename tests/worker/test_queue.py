@@ -1,0 +1,144 @@
+"""Queued mode end to end: real Redis, real PostgreSQL, real worker processes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from cli.main import cli
+from db.schema import Job, Model, Prediction
+from db.session import session_scope
+from db.store import create_job
+from tests.conftest import make_xray
+from tests.worker.conftest import wait_for
+from worker.score_job import run_scoring_job
+from worker.score_plan import plan_chunks
+
+
+def run(*args: object, ok: bool = True) -> str:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert (result.exit_code == 0) == ok, result.output
+    return result.output
+
+
+def _job(job_id: int) -> Job:
+    with session_scope() as s:
+        return s.get(Job, job_id)
+
+
+def _rows(job_id: int) -> dict[str, tuple]:
+    with session_scope() as s:
+        rows = s.scalars(select(Prediction).where(Prediction.job_id == job_id)).all()
+    return {Path(r.path).name: (r.prob, r.label, r.true_label, r.error) for r in rows}
+
+
+def _job_id(output: str) -> int:
+    return int(output.split()[1].rstrip(":"))
+
+
+def _labelled_folder(root: Path, n: int = 10) -> Path:
+    for i in range(n):
+        make_xray(root / "NORMAL" / f"n{i}.jpeg", False, i)
+        make_xray(root / "PNEUMONIA" / f"p{i}.jpeg", True, 100 + i)
+    (root / "NORMAL" / "broken.jpeg").write_bytes(b"not a jpeg")
+    return root
+
+
+def test_two_workers_train_and_score_like_embedded(workers, tiny_dataset, tmp_path) -> None:
+    workers.start()
+    workers.start()
+    out = run("train", "--arch", "cnn", "--data", tiny_dataset, "--epochs", 1,
+              "--img-size", 32, "--wait")  # fmt: skip
+    assert "queued" in out and "validation: F1" in out, out + workers.logs()
+    folder = _labelled_folder(tmp_path / "scan")
+    out = run("score", folder, "--chunk-size", 3, "--wait")
+    queued_job = _job_id(out)
+    assert "queued 7 chunks" in out and f"job {queued_job} succeeded" in out
+    job = _job(queued_job)
+    assert job.progress_done == job.progress_total == 21
+
+    with session_scope() as s:  # the same model, scored in this process
+        embedded = create_job(s, "score", {"folder": str(folder)})
+        embedded.model_id, embedded.progress_total = job.model_id, 21
+        embedded_job = embedded.id
+    run_scoring_job(embedded_job, plan_chunks(folder, 5))
+    queued_rows, embedded_rows = _rows(queued_job), _rows(embedded_job)
+    assert queued_rows.keys() == embedded_rows.keys()
+    for name, (prob, *rest) in queued_rows.items():  # batch shapes differ: float noise only
+        assert rest == list(embedded_rows[name][1:])
+        assert prob == pytest.approx(embedded_rows[name][0], abs=1e-5)
+    assert "score succeeded 21/21" in run("status", queued_job)
+
+
+def _thousand_images(shared_data: Path, root: Path) -> Path:
+    """1,050 files: the 150 full-resolution X-rays, linked seven times."""
+    for copy in range(7):
+        for src in sorted((shared_data / "fullres").rglob("*.jpeg")):
+            dst = root / f"copy{copy}" / src.parent.name / src.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.symlink_to(src)
+    return root
+
+
+def _tiny_model(tiny_dataset: Path) -> str:
+    os.environ.pop("CXRQ_BROKER_URL")  # train in-process: this test is about scoring
+    try:
+        run("train", "--arch", "cnn", "--data", tiny_dataset, "--epochs", 1, "--img-size", 32)
+    finally:
+        os.environ["CXRQ_BROKER_URL"] = os.environ.get("CXRQ_TEST_REDIS_URL",
+                                                       "redis://127.0.0.1:6379/15")  # fmt: skip
+    with session_scope() as s:
+        return str(s.scalars(select(Model.id)).one())
+
+
+def test_a_killed_worker_loses_nothing_and_doubles_nothing(
+    workers, tiny_dataset, shared_data, tmp_path
+) -> None:
+    model = _tiny_model(tiny_dataset)
+    folder = _thousand_images(shared_data, tmp_path / "many")
+    first = workers.start()
+    job_id = _job_id(run("score", folder, "--model", model, "--chunk-size", 50))
+    wait_for(lambda: 0 < _job(job_id).progress_done < 600, 120, "scoring to start", workers.logs)
+    workers.kill(first)  # SIGKILL, worker and pool process: its chunk stays unacknowledged
+    done_at_kill = _job(job_id).progress_done
+    workers.start()
+    job = wait_for(lambda: (j := _job(job_id)).finished_at and j, 180, "the job", workers.logs)
+    assert job.state == "succeeded", job.message
+    assert done_at_kill < 1050
+    with session_scope() as s:
+        count = s.scalar(select(func.count()).select_from(Prediction)
+                         .where(Prediction.job_id == job_id))  # fmt: skip
+        distinct = s.scalar(select(func.count(func.distinct(Prediction.path)))
+                            .where(Prediction.job_id == job_id))  # fmt: skip
+    assert count == distinct == 1050
+
+
+def test_cancel_stops_a_queued_scoring_job(workers, tiny_dataset, shared_data, tmp_path) -> None:
+    model = _tiny_model(tiny_dataset)
+    folder = _thousand_images(shared_data, tmp_path / "many")
+    workers.start()
+    job_id = _job_id(run("score", folder, "--model", model, "--chunk-size", 50))
+    wait_for(lambda: _job(job_id).progress_done > 0, 120, "scoring to start", workers.logs)
+    assert "cancel requested" in run("cancel", job_id)
+    job = wait_for(lambda: (j := _job(job_id)).finished_at and j, 60, "the cancel", workers.logs)
+    assert job.state == "cancelled" and job.progress_done < 1050
+    assert "already cancelled" in run("cancel", job_id)
+    assert "cancelled" in run("status", job_id, ok=True)
+
+
+def test_a_chunk_that_keeps_failing_is_retried_then_recorded(workers, tmp_path) -> None:
+    with session_scope() as s:  # a model row whose weights are not a checkpoint
+        s.add(Model(name="broken", arch="cnn", preset="seed", img_size=32, threshold=0.5,
+                    config={}, data={}, weights=b"garbage", weights_sha256="f" * 64,
+                    n_params=0, train_seconds=0.0))  # fmt: skip
+    folder = _labelled_folder(tmp_path / "scan", n=2)
+    workers.start()
+    out = run("score", folder, "--model", "broken", "--chunk-size", 2, "--wait", ok=False)
+    job_id = _job_id(out)
+    job = _job(job_id)
+    assert job.state == "partial" and "5 not scored" in job.message, out + workers.logs()
+    assert workers.logs().count("Retry in") >= 3  # three retries with back-off, then recorded

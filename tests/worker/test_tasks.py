@@ -1,0 +1,62 @@
+"""The Celery tasks' own logic (retry, give up), run eagerly; the queue itself is in test_queue."""
+
+from pathlib import Path
+
+from sqlalchemy import select
+
+from db.schema import Job, Prediction
+from db.session import session_scope
+from tests.worker.test_jobs import _folder, _score_job, _train
+from worker import score_job, tasks
+from worker.celery_app import app
+
+
+def test_the_app_is_json_only_with_late_acks() -> None:
+    conf = app.conf
+    assert conf.task_serializer == conf.result_serializer == "json"
+    assert conf.accept_content == ["json"]
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.broker_transport_options["visibility_timeout"] >= 3600  # default: hours
+    routes = conf.task_routes
+    assert routes["cxrq.train"]["queue"] == "train"
+    assert routes["cxrq.score_chunk"]["queue"] == "score"
+
+
+def test_a_chunk_that_fails_once_is_retried_and_written_once(
+    any_db_url, tiny_dataset, tmp_path: Path, monkeypatch
+) -> None:
+    model_id = _train(tiny_dataset)
+    job_id, chunks = _score_job(_folder(tmp_path), model_id, chunk_size=12)
+    real, calls = score_job.score_chunk, []
+
+    def flaky(job: int, paths: list[str]) -> int:
+        calls.append(len(paths))
+        if len(calls) == 1:
+            raise ConnectionError("database restarted")
+        return real(job, paths)
+
+    monkeypatch.setattr(score_job, "score_chunk", flaky)
+    tasks.score_chunk.apply(args=(job_id, chunks[0]))
+    assert calls == [12, 12]
+    with session_scope() as s:
+        assert len(s.scalars(select(Prediction)).all()) == 12
+        assert s.get(Job, job_id).state == "succeeded"
+
+
+def test_a_chunk_that_always_fails_becomes_error_rows(
+    any_db_url, tiny_dataset, tmp_path: Path, monkeypatch
+) -> None:
+    model_id = _train(tiny_dataset)
+    job_id, chunks = _score_job(_folder(tmp_path), model_id, chunk_size=12)
+
+    def broken(job: int, paths: list[str]) -> int:
+        raise OSError("share unmounted")
+
+    monkeypatch.setattr(score_job, "score_chunk", broken)
+    tasks.score_chunk.apply(args=(job_id, chunks[0]))
+    with session_scope() as s:
+        errors = s.scalars(select(Prediction.error)).all()
+        job = s.get(Job, job_id)
+    assert len(errors) == 12 and all("share unmounted" in e for e in errors)
+    assert job.state == "partial"
