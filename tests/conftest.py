@@ -20,6 +20,7 @@ def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
     url = f"sqlite:///{tmp_path / 'cxrq.db'}"
     monkeypatch.setenv("CXRQ_DATABASE_URL", url)
+    monkeypatch.setenv("CXRQ_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("CXRQ_BROKER_URL", raising=False)
     monkeypatch.delenv("CXRQ_DATA", raising=False)
     dispose_engines()
@@ -65,6 +66,7 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+REDIS_URL = os.environ.get("CXRQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
@@ -76,7 +78,7 @@ def _unavailable(what: str) -> None:
 
 
 @pytest.fixture()
-def postgres_url(monkeypatch: pytest.MonkeyPatch) -> str:
+def postgres_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.exc import OperationalError
@@ -94,6 +96,7 @@ def postgres_url(monkeypatch: pytest.MonkeyPatch) -> str:
         _unavailable("PostgreSQL at 127.0.0.1:5432")
     url = admin.url.set(database=name).render_as_string(hide_password=False)
     monkeypatch.setenv("CXRQ_DATABASE_URL", url)
+    monkeypatch.setenv("CXRQ_CACHE_DIR", str(tmp_path / "cache"))
     dispose_engines()
     yield url
     dispose_engines()
@@ -113,3 +116,20 @@ def any_db_url(request: pytest.FixtureRequest) -> str:
 
     upgrade(get_engine(url, check_schema=False))
     return url
+
+
+@pytest.fixture()
+def broker_url(monkeypatch: pytest.MonkeyPatch) -> str:
+    """An emptied Redis database as the broker, with a short visibility timeout."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.flushdb()
+    except redis.exceptions.ConnectionError:
+        _unavailable(f"Redis at {REDIS_URL}")
+    monkeypatch.setenv("CXRQ_BROKER_URL", REDIS_URL)
+    # A killed worker's task comes back after 3 s instead of hours.
+    monkeypatch.setenv("CXRQ_VISIBILITY_TIMEOUT", "3")
+    yield REDIS_URL
+    client.flushdb()

@@ -28,11 +28,22 @@ def run_scoring(job_id: int, chunks: list[list[str]], echo: ProgressFn | None = 
     return run_scoring_job(job_id, chunks, echo)
 
 
-def check_broker(timeout: float = 3.0) -> None:
-    """Raise BrokerError, naming the URL, unless the broker accepts a connection now."""
-    from worker.celery_app import app
+_apps: dict[str, Any] = {}
+
+
+def _app() -> Any:
+    """A Celery app for the broker configured now (tests and long-lived callers may change it)."""
+    from worker.celery_app import make_app
 
     url = get_settings().broker_url or ""
+    if url not in _apps:
+        _apps[url] = make_app(url)
+    return _apps[url]
+
+
+def check_broker(timeout: float = 3.0) -> None:
+    """Raise BrokerError, naming the URL, unless the broker accepts a connection now."""
+    app, url = _app(), get_settings().broker_url or ""
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
@@ -45,13 +56,11 @@ def check_broker(timeout: float = 3.0) -> None:
 
 
 def submit_training(job_id: int) -> None:
-    from worker.tasks import train
-
-    train.delay(job_id)
+    _app().send_task("cxrq.train", args=[job_id])
 
 
 def submit_scoring(job_id: int, chunks: list[list[str]]) -> None:
-    from worker.tasks import score_chunk
-
-    for chunk in chunks:
-        score_chunk.delay(job_id, chunk)
+    app = _app()
+    with app.producer_or_acquire() as producer:  # one connection for every chunk
+        for chunk in chunks:
+            app.send_task("cxrq.score_chunk", args=[job_id, chunk], producer=producer)

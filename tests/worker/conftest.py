@@ -13,27 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _unavailable
-
-REDIS_URL = os.environ.get("CXRQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture()
-def broker_url(monkeypatch: pytest.MonkeyPatch) -> str:
-    """An emptied Redis database as the broker, with a short visibility timeout."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.flushdb()
-    except redis.exceptions.ConnectionError:
-        _unavailable(f"Redis at {REDIS_URL}")
-    monkeypatch.setenv("CXRQ_BROKER_URL", REDIS_URL)
-    # A killed worker's task comes back after 3 s instead of hours.
-    monkeypatch.setenv("CXRQ_VISIBILITY_TIMEOUT", "3")
-    yield REDIS_URL
-    client.flushdb()
 
 
 @pytest.fixture()

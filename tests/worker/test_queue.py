@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from cli.main import cli
 from db.schema import Job, Model, Prediction
 from db.session import session_scope
 from db.store import create_job
-from tests.conftest import make_xray
+from tests.conftest import REDIS_URL, make_xray
 from tests.worker.conftest import wait_for
 from worker.score_job import run_scoring_job
 from worker.score_plan import plan_chunks
@@ -84,21 +83,19 @@ def _thousand_images(shared_data: Path, root: Path) -> Path:
     return root
 
 
-def _tiny_model(tiny_dataset: Path) -> str:
-    os.environ.pop("CXRQ_BROKER_URL")  # train in-process: this test is about scoring
-    try:
-        run("train", "--arch", "cnn", "--data", tiny_dataset, "--epochs", 1, "--img-size", 32)
-    finally:
-        os.environ["CXRQ_BROKER_URL"] = os.environ.get("CXRQ_TEST_REDIS_URL",
-                                                       "redis://127.0.0.1:6379/15")  # fmt: skip
+def _tiny_model(tiny_dataset: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Train in-process (no broker): these tests are about scoring."""
+    monkeypatch.delenv("CXRQ_BROKER_URL")
+    run("train", "--arch", "cnn", "--data", tiny_dataset, "--epochs", 1, "--img-size", 32)
+    monkeypatch.setenv("CXRQ_BROKER_URL", REDIS_URL)
     with session_scope() as s:
         return str(s.scalars(select(Model.id)).one())
 
 
 def test_a_killed_worker_loses_nothing_and_doubles_nothing(
-    workers, tiny_dataset, shared_data, tmp_path
+    workers, tiny_dataset, shared_data, tmp_path, monkeypatch
 ) -> None:
-    model = _tiny_model(tiny_dataset)
+    model = _tiny_model(tiny_dataset, monkeypatch)
     folder = _thousand_images(shared_data, tmp_path / "many")
     first = workers.start()
     job_id = _job_id(run("score", folder, "--model", model, "--chunk-size", 50))
@@ -117,8 +114,10 @@ def test_a_killed_worker_loses_nothing_and_doubles_nothing(
     assert count == distinct == 1050
 
 
-def test_cancel_stops_a_queued_scoring_job(workers, tiny_dataset, shared_data, tmp_path) -> None:
-    model = _tiny_model(tiny_dataset)
+def test_cancel_stops_a_queued_scoring_job(
+    workers, tiny_dataset, shared_data, tmp_path, monkeypatch
+) -> None:
+    model = _tiny_model(tiny_dataset, monkeypatch)
     folder = _thousand_images(shared_data, tmp_path / "many")
     workers.start()
     job_id = _job_id(run("score", folder, "--model", model, "--chunk-size", 50))

@@ -1,0 +1,33 @@
+from pathlib import Path
+
+import torch
+from sqlalchemy import update
+
+from db.schema import Model
+from db.session import session_scope
+from tests.worker.test_jobs import _train
+from worker import model_cache
+
+
+def test_weights_come_from_disk_after_the_first_fetch(
+    db_url, tiny_dataset, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("CXRQ_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(model_cache, "_loaded", {})
+    model_id = _train(tiny_dataset)
+    first = model_cache.load_bundle(model_id)
+    (cached,) = (tmp_path / "cache" / "models").glob("*.safetensors")
+
+    # With the row's bytes gone, a new process (empty memory cache) still loads the model.
+    with session_scope() as s:
+        s.execute(update(Model).where(Model.id == model_id).values(weights=b""))
+    monkeypatch.setattr(model_cache, "_loaded", {})
+    second = model_cache.load_bundle(model_id)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(first.model(x), second.model(x))
+
+    # A corrupted cache file is not trusted: the hash no longer matches, so it is refetched.
+    cached.write_bytes(b"tampered")
+    monkeypatch.setattr(model_cache, "_loaded", {})
+    assert model_cache._read_cached(cached.stem) is None
