@@ -12,9 +12,13 @@ import click
 
 FORMATS = ("table", "csv", "json")
 format_option = click.option(
-    "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
     help="table for people; csv or json for machines",
-)  # fmt: skip
+)
 
 
 def _cell(value: Any) -> str:

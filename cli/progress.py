@@ -20,9 +20,12 @@ class ProgressBar:
         if self._bar is None or self._bar.length != total:
             self.close()
             self._bar = click.progressbar(
-                length=max(total, 1), label=self.label, file=sys.stderr, show_pos=True,
+                length=max(total, 1),
+                label=self.label,
+                file=sys.stderr,
+                show_pos=True,
                 item_show_func=lambda item: item,
-            )  # fmt: skip
+            )
             self._bar.__enter__()
             self._done = 0
         self._bar.update(max(done - self._done, 0), message)

@@ -10,16 +10,28 @@ from cli.output import emit, format_option
 SCORES = ("f1", "precision", "sensitivity", "specificity", "accuracy", "roc_auc")
 VAL_SCORES = tuple(f"val_{k}" for k in SCORES)
 COUNTS = ("tp", "fp", "tn", "fn", "threshold", "n")
-MODEL_COLUMNS = ("id", "name", "arch", "preset", "img_size", "epochs", *VAL_SCORES,
-                 "train_minutes")  # fmt: skip
-MODEL_CSV = (*MODEL_COLUMNS[:-1], *(f"val_{k}" for k in COUNTS), "seed", "train_minutes",
-             "created_at")  # fmt: skip
+MODEL_COLUMNS = ("id", "name", "arch", "preset", "img_size", "epochs", *VAL_SCORES, "train_minutes")
+MODEL_CSV = (
+    *MODEL_COLUMNS[:-1],
+    *(f"val_{k}" for k in COUNTS),
+    "seed",
+    "train_minutes",
+    "created_at",
+)
 EVAL_COLUMNS = ("model_id", "split", "job_id", *SCORES, "n", "dataset")
 JOB_COLUMNS = ("id", "kind", "state", "model_id", "done", "total", "created_at", "message")
 JOB_CSV = (*JOB_COLUMNS[:-1], "finished_at", "message", "error")
 PREDICTION_COLUMNS = ("model_id", "prob_pneumonia", "label", "true_label", "path", "error")
-PREDICTION_CSV = ("job_id", "model_id", "model", "path", "prob_pneumonia", "label",
-                  "true_label", "error")  # fmt: skip
+PREDICTION_CSV = (
+    "job_id",
+    "model_id",
+    "model",
+    "path",
+    "prob_pneumonia",
+    "label",
+    "true_label",
+    "error",
+)
 
 
 def _rows(query: str, *args: object) -> list[dict]:

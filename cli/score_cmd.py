@@ -50,8 +50,10 @@ def _create_job(folder: Path, model_ref: str | None, chunks: list[list[str]]) ->
         model = resolve_model(s, model_ref)
         job = create_job(s, "score", {"folder": str(folder), "chunk_size": len(chunks[0])})
         job.model_id, job.progress_total = model.id, n_images
-        click.echo(f"job {job.id}: score {n_images} images in {folder} "
-                   f"with model {model.id} ({model.name}, {model.arch})")  # fmt: skip
+        click.echo(
+            f"job {job.id}: score {n_images} images in {folder} "
+            f"with model {model.id} ({model.name}, {model.arch})"
+        )
         return job.id
 
 

@@ -38,8 +38,15 @@ from cli.progress import ProgressBar
 )
 @click.option("--name", default=None, help="model name (default: the arch)")
 @click.option("--wait/--no-wait", default=False, help="queued mode: follow the job to its end")
-def train(arch: str, data_dir: str | None, preset: str | None, name: str | None, seed: int,
-          wait: bool, **overrides: object) -> None:  # fmt: skip
+def train(
+    arch: str,
+    data_dir: str | None,
+    preset: str | None,
+    name: str | None,
+    seed: int,
+    wait: bool,
+    **overrides: object,
+) -> None:
     """Train a model and store it with its validation scores.
 
     Example: cxrq train --arch googlenet --data ../shared/data/chest_xray --epochs 3

@@ -45,7 +45,16 @@ def worker(queues: str, concurrency: int, loglevel: str) -> None:
         from worker.celery_app import app
     # Pool processes read this to split the cores between them.
     os.environ["CXRQ_WORKER_CONCURRENCY"] = str(concurrency)
-    app.worker_main([
-        "worker", "--queues", ",".join(names), "--concurrency", str(concurrency),
-        "--loglevel", loglevel, "--hostname", f"cxrq-{os.getpid()}@{socket.gethostname()}",
-    ])  # fmt: skip
+    app.worker_main(
+        [
+            "worker",
+            "--queues",
+            ",".join(names),
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            loglevel,
+            "--hostname",
+            f"cxrq-{os.getpid()}@{socket.gethostname()}",
+        ]
+    )

@@ -6,6 +6,7 @@
 | CXRQ_BROKER_URL | unset (embedded: run jobs in the CLI process) | Celery broker, e.g. redis://… |
 | CXRQ_DATA | unset | default dataset folder for `cxrq train` |
 | CXRQ_CACHE_DIR | <user cache dir> | local cache of model weights and decoded images |
+| CXRQ_TORCH_THREADS | cores / worker concurrency | torch threads per worker pool process |
 | CXRQ_VISIBILITY_TIMEOUT | 14400 (4 h) | seconds before an unacked task goes to another worker |
 """
 

@@ -14,9 +14,19 @@ from db.schema import FINAL_STATES, Evaluation, Job, Model, Prediction, utcnow
 from db.session import session_scope
 
 SCORE_COLUMNS = (
-    "f1", "precision", "sensitivity", "specificity", "accuracy", "roc_auc",
-    "tp", "fp", "tn", "fn", "threshold", "n",
-)  # fmt: skip
+    "f1",
+    "precision",
+    "sensitivity",
+    "specificity",
+    "accuracy",
+    "roc_auc",
+    "tp",
+    "fp",
+    "tn",
+    "fn",
+    "threshold",
+    "n",
+)
 
 
 class NotFoundError(LookupError):

@@ -61,8 +61,10 @@ def test_compose_file_passes_the_schema() -> None:
     for profiles in ([], ["--profile", "gpu", "--profile", "cli"]):
         subprocess.run(
             ["docker-compose", "--env-file", ".env.example", *profiles, "config", "-q"],
-            cwd=ROOT, check=True, capture_output=True,
-        )  # fmt: skip
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
 
 
 def _cxrq(*args: str) -> str:
@@ -76,19 +78,34 @@ def test_migrate_then_worker_commands_serve_a_job(compose, postgres_url, broker_
     assert services["migrate"]["command"] == ["db", "upgrade"]
     _cxrq(*services["migrate"]["command"])  # the one-shot service, by hand
 
-    worker_cmd = [sys.executable, "-c", "from cli.main import cli; cli()",
-                  *services["worker"]["command"]]  # fmt: skip
+    worker_cmd = [
+        sys.executable,
+        "-c",
+        "from cli.main import cli; cli()",
+        *services["worker"]["command"],
+    ]
     log = tmp_path / "worker.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen(worker_cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            worker_cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         data = tmp_path / "data"
         for i in range(6):
             make_xray(data / "train" / "NORMAL" / f"IM-{i:04d}-0001.jpeg", False, i)
             make_xray(data / "train" / "PNEUMONIA" / f"person{i}_virus_{i}.jpeg", True, 10 + i)
-        out = _cxrq("train", "--arch", "mlp", "--data", str(data), "--epochs", "1",
-                    "--img-size", "32", "--wait")  # fmt: skip
+        out = _cxrq(
+            "train",
+            "--arch",
+            "mlp",
+            "--data",
+            str(data),
+            "--epochs",
+            "1",
+            "--img-size",
+            "32",
+            "--wait",
+        )
         assert "validation: F1" in out
         assert "succeeded" in _cxrq("score", str(data), "--wait")
     finally:
@@ -102,8 +119,14 @@ def test_flower_command_serves_its_page_behind_basic_auth(compose, broker_url, t
     cmd = [*flower["entrypoint"][:-1], f"--port={port}", "--address=127.0.0.1"]
     env = {**os.environ, "FLOWER_BASIC_AUTH": "admin:pw"}
     cmd[0] = str(Path(sys.executable).with_name("celery"))
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
 

@@ -7,9 +7,19 @@ from collections.abc import Sequence
 import torch
 
 SCORE_KEYS = (
-    "f1", "precision", "sensitivity", "specificity", "accuracy", "roc_auc",
-    "tp", "fp", "tn", "fn", "threshold", "n",
-)  # fmt: skip
+    "f1",
+    "precision",
+    "sensitivity",
+    "specificity",
+    "accuracy",
+    "roc_auc",
+    "tp",
+    "fp",
+    "tn",
+    "fn",
+    "threshold",
+    "n",
+)
 
 
 def _ratio(num: int, den: int) -> float:

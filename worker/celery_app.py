@@ -70,4 +70,5 @@ def _fresh_child(**_: object) -> None:
     import torch
 
     concurrency = int(os.environ.get("CXRQ_WORKER_CONCURRENCY") or 1)
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // concurrency))
+    default = max(1, (os.cpu_count() or 1) // concurrency)
+    torch.set_num_threads(int(os.environ.get("CXRQ_TORCH_THREADS") or default))

@@ -62,12 +62,16 @@ def score_chunk(job_id: int, paths: list[str]) -> int:
 
     rows = [
         {
-            "job_id": job_id, "model_id": model_id, "path": r.path, "prob": r.prob,
+            "job_id": job_id,
+            "model_id": model_id,
+            "path": r.path,
+            "prob": r.prob,
             "label": None if r.label is None else CLASSES[r.label],
-            "true_label": true_label(Path(r.path), folder), "error": r.error,
+            "true_label": true_label(Path(r.path), folder),
+            "error": r.error,
         }
         for r in score_files(load_bundle(model_id), paths)
-    ]  # fmt: skip
+    ]
     errors = sum(r["error"] is not None for r in rows)
     _write_rows(job_id, rows, True, f"scored a chunk of {len(rows)} ({errors} unreadable)")
     return len(rows)
@@ -81,10 +85,17 @@ def fail_chunk(job_id: int, paths: list[str], reason: str) -> None:
     model_id, folder = started
     reason = NOT_SCORED + reason.strip().splitlines()[0] if reason.strip() else NOT_SCORED
     rows = [
-        {"job_id": job_id, "model_id": model_id, "path": p, "prob": None, "label": None,
-         "true_label": true_label(Path(p), folder), "error": reason}
+        {
+            "job_id": job_id,
+            "model_id": model_id,
+            "path": p,
+            "prob": None,
+            "label": None,
+            "true_label": true_label(Path(p), folder),
+            "error": reason,
+        }
         for p in paths
-    ]  # fmt: skip
+    ]
     _write_rows(job_id, rows, False, f"a chunk of {len(paths)} failed: {reason}")
 
 

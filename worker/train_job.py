@@ -47,8 +47,14 @@ def _store(job_id: int, name: str, config: TrainConfig, result: TrainResult) -> 
             job_id=job_id,
         )
         root = result.data["root"]
-        save_evaluation(s, model.id, "validation", f"{root} ({result.data['validation']})",
-                        result.val_scores, job_id)  # fmt: skip
+        save_evaluation(
+            s,
+            model.id,
+            "validation",
+            f"{root} ({result.data['validation']})",
+            result.val_scores,
+            job_id,
+        )
         if result.test_scores:
             save_evaluation(s, model.id, "test", f"{root}/test", result.test_scores, job_id)
         return model.id
@@ -66,8 +72,9 @@ def run_training_job(job_id: int, echo: ProgressFn | None = None) -> int | None:
     config = TrainConfig.from_dict(params["config"])
     mark_running(job_id, message=f"training {config.arch}")
     try:
-        result = fit(config, params["data"], JobProgress(job_id, echo),
-                     lambda: _cancel_requested(job_id))  # fmt: skip
+        result = fit(
+            config, params["data"], JobProgress(job_id, echo), lambda: _cancel_requested(job_id)
+        )
         model_id = _store(job_id, params.get("name") or config.arch, config, result)
     except TrainingCancelled as exc:
         finish_job(job_id, "cancelled", str(exc))

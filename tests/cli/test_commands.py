@@ -25,8 +25,21 @@ def run(*args: str, ok: bool = True) -> str:
 
 @pytest.fixture()
 def trained(db_url: str, tiny_dataset: Path) -> int:
-    out = run("train", "--arch", "cnn", "--data", tiny_dataset, "--epochs", "1",
-              "--img-size", "32", "--batch-size", "8", "--name", "tiny")  # fmt: skip
+    out = run(
+        "train",
+        "--arch",
+        "cnn",
+        "--data",
+        tiny_dataset,
+        "--epochs",
+        "1",
+        "--img-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--name",
+        "tiny",
+    )
     assert "validation: F1" in out
     with session_scope() as s:
         return s.scalars(select(Model.id)).one()
@@ -39,8 +52,14 @@ def test_train_stores_the_model_and_its_scores(trained: int) -> None:
         assert s.scalar(select(func.count()).select_from(Evaluation)) == 1
     rows = json.loads(run("report", "models", "--format", "json"))
     assert rows[0]["id"] == trained and 0 <= rows[0]["val_f1"] <= 1
-    assert {"val_precision", "val_sensitivity", "val_specificity", "val_roc_auc", "val_tp",
-            "evaluations"} <= set(rows[0])  # fmt: skip
+    assert {
+        "val_precision",
+        "val_sensitivity",
+        "val_specificity",
+        "val_roc_auc",
+        "val_tp",
+        "evaluations",
+    } <= set(rows[0])
 
 
 def test_score_then_report_predictions_in_every_format(trained: int, tmp_path: Path) -> None:
@@ -56,8 +75,9 @@ def test_score_then_report_predictions_in_every_format(trained: int, tmp_path: P
         assert s.scalars(select(Job.state).where(Job.kind == "score")).one() == "succeeded"
     rows = json.loads(run("report", "predictions", "latest", "--format", "json"))
     assert len(rows) == 7 and sum(r["error"] is not None for r in rows) == 1
-    table = list(csv.DictReader(io.StringIO(run("report", "predictions", "latest",
-                                                "--format", "csv"))))  # fmt: skip
+    table = list(
+        csv.DictReader(io.StringIO(run("report", "predictions", "latest", "--format", "csv")))
+    )
     assert len(table) == 7 and {r["true_label"] for r in table} == {"NORMAL", "PNEUMONIA"}
     assert "zero.jpeg" in run("report", "predictions", "latest")
     job = json.loads(run("report", "job", "latest", "--format", "json"))[0]

@@ -16,17 +16,37 @@ from db.store import (
 
 
 def _scores(f1: float) -> dict:
-    return {"f1": f1, "precision": 0.9, "sensitivity": 0.8, "specificity": 0.7,
-            "accuracy": 0.75, "roc_auc": float("nan"), "tp": 8, "fp": 1, "tn": 7, "fn": 2,
-            "threshold": 0.5, "n": 18}  # fmt: skip
+    return {
+        "f1": f1,
+        "precision": 0.9,
+        "sensitivity": 0.8,
+        "specificity": 0.7,
+        "accuracy": 0.75,
+        "roc_auc": float("nan"),
+        "tp": 8,
+        "fp": 1,
+        "tn": 7,
+        "fn": 2,
+        "threshold": 0.5,
+        "n": 18,
+    }
 
 
 def add_model(session, name: str, arch: str, val_f1: float | None) -> int:
     model = save_model(
-        session, name=name, arch=arch, preset="seed", img_size=64, threshold=0.5,
-        config={"epochs": 1, "seed": 0}, data={}, weights=b"w", weights_sha256="0" * 64,
-        n_params=1, train_seconds=60.0,
-    )  # fmt: skip
+        session,
+        name=name,
+        arch=arch,
+        preset="seed",
+        img_size=64,
+        threshold=0.5,
+        config={"epochs": 1, "seed": 0},
+        data={},
+        weights=b"w",
+        weights_sha256="0" * 64,
+        n_params=1,
+        train_seconds=60.0,
+    )
     if val_f1 is not None:
         save_evaluation(session, model.id, "validation", "somewhere", _scores(val_f1))
     return model.id
@@ -36,8 +56,15 @@ def test_upsert_never_doubles_a_prediction(any_db_url: str) -> None:
     with session_scope() as s:
         model_id = add_model(s, "m", "cnn", 0.9)
         job_id = create_job(s, "score", {"folder": "/x"}).id
-    row = {"job_id": job_id, "model_id": model_id, "path": "/x/a.jpeg", "prob": 0.2,
-           "label": "NORMAL", "true_label": None, "error": None}  # fmt: skip
+    row = {
+        "job_id": job_id,
+        "model_id": model_id,
+        "path": "/x/a.jpeg",
+        "prob": 0.2,
+        "label": "NORMAL",
+        "true_label": None,
+        "error": None,
+    }
     for prob in (0.2, 0.9):  # a redelivered chunk with a different answer
         with session_scope() as s:
             upsert_predictions(s, [row | {"prob": prob}, row | {"path": "/x/b.jpeg"}])

@@ -26,8 +26,9 @@ def test_fit_reports_every_score_and_how_validation_was_chosen(tiny_dataset: Pat
 def test_same_seed_gives_the_same_model(tiny_dataset: Path) -> None:
     a, b = fit(_config(seed=5), tiny_dataset), fit(_config(seed=5), tiny_dataset)
     assert a.val_scores == b.val_scores
-    for (name, p), q in zip(a.bundle.model.state_dict().items(),
-                            b.bundle.model.state_dict().values(), strict=True):  # fmt: skip
+    for (name, p), q in zip(
+        a.bundle.model.state_dict().items(), b.bundle.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(p, q), name
 
 

@@ -35,10 +35,26 @@ class Workers:
 
     def start(self, queues: str = "train,score", concurrency: int = 1) -> subprocess.Popen:
         log = open(self.log_dir / f"worker{len(self.procs)}.log", "w")  # noqa: SIM115
-        cmd = [sys.executable, "-c", "from cli.main import cli; cli()", "worker", "--queues",
-               queues, "--concurrency", str(concurrency), "--loglevel", "INFO"]  # fmt: skip
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ), stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-c",
+            "from cli.main import cli; cli()",
+            "worker",
+            "--queues",
+            queues,
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "INFO",
+        ]
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=dict(os.environ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs.append(proc)
         return proc
 

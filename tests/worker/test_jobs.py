@@ -61,8 +61,9 @@ def test_training_job_stores_weights_config_and_validation_scores(any_db_url, ti
 
 def test_a_cancelled_training_job_ends_cancelled(any_db_url, tiny_dataset) -> None:
     with session_scope() as s:
-        job = create_job(s, "train", {"config": make_config("mlp").to_dict(),
-                                      "data": str(tiny_dataset)})  # fmt: skip
+        job = create_job(
+            s, "train", {"config": make_config("mlp").to_dict(), "data": str(tiny_dataset)}
+        )
         job.cancel_requested = True
         job_id = job.id
     assert run_training_job(job_id) is None
@@ -103,8 +104,12 @@ def test_a_redelivered_chunk_adds_no_row(any_db_url, tiny_dataset, tmp_path) -> 
         job = s.get(Job, job_id)
         assert job.progress_done == 12 and job.state == "succeeded"
         assert s.scalar(select(func.count()).select_from(Prediction)) == 12
-        assert s.scalar(select(func.count()).select_from(Evaluation).where(
-            Evaluation.job_id == job_id)) == 1  # fmt: skip
+        assert (
+            s.scalar(
+                select(func.count()).select_from(Evaluation).where(Evaluation.job_id == job_id)
+            )
+            == 1
+        )
 
 
 def test_a_chunk_that_failed_for_good_leaves_error_rows_and_a_partial_job(

@@ -50,8 +50,9 @@ def _labelled_folder(root: Path, n: int = 10) -> Path:
 def test_two_workers_train_and_score_like_embedded(workers, tiny_dataset, tmp_path) -> None:
     workers.start()
     workers.start()
-    out = run("train", "--arch", "cnn", "--data", tiny_dataset, "--epochs", 1,
-              "--img-size", 32, "--wait")  # fmt: skip
+    out = run(
+        "train", "--arch", "cnn", "--data", tiny_dataset, "--epochs", 1, "--img-size", 32, "--wait"
+    )
     assert "queued" in out and "validation: F1" in out, out + workers.logs()
     folder = _labelled_folder(tmp_path / "scan")
     out = run("score", folder, "--chunk-size", 3, "--wait")
@@ -107,10 +108,12 @@ def test_a_killed_worker_loses_nothing_and_doubles_nothing(
     assert job.state == "succeeded", job.message
     assert done_at_kill < 1050
     with session_scope() as s:
-        count = s.scalar(select(func.count()).select_from(Prediction)
-                         .where(Prediction.job_id == job_id))  # fmt: skip
-        distinct = s.scalar(select(func.count(func.distinct(Prediction.path)))
-                            .where(Prediction.job_id == job_id))  # fmt: skip
+        count = s.scalar(
+            select(func.count()).select_from(Prediction).where(Prediction.job_id == job_id)
+        )
+        distinct = s.scalar(
+            select(func.count(func.distinct(Prediction.path))).where(Prediction.job_id == job_id)
+        )
     assert count == distinct == 1050
 
 
@@ -131,9 +134,21 @@ def test_cancel_stops_a_queued_scoring_job(
 
 def test_a_chunk_that_keeps_failing_is_retried_then_recorded(workers, tmp_path) -> None:
     with session_scope() as s:  # a model row whose weights are not a checkpoint
-        s.add(Model(name="broken", arch="cnn", preset="seed", img_size=32, threshold=0.5,
-                    config={}, data={}, weights=b"garbage", weights_sha256="f" * 64,
-                    n_params=0, train_seconds=0.0))  # fmt: skip
+        s.add(
+            Model(
+                name="broken",
+                arch="cnn",
+                preset="seed",
+                img_size=32,
+                threshold=0.5,
+                config={},
+                data={},
+                weights=b"garbage",
+                weights_sha256="f" * 64,
+                n_params=0,
+                train_seconds=0.0,
+            )
+        )
     folder = _labelled_folder(tmp_path / "scan", n=2)
     workers.start()
     out = run("score", folder, "--model", "broken", "--chunk-size", 2, "--wait", ok=False)

@@ -1,0 +1,70 @@
+"""Shared pieces of the benchmarks: machine facts, a 1,000+ image folder, a model row."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {gpu}; Python {platform.python_version()}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} torch threads"
+    )
+
+
+def repeated_fullres(dest: Path, copies: int = 7) -> Path:
+    """`copies` x the 150 full-resolution X-rays as symlinks (1,050 files for 7)."""
+    sources = sorted((SHARED / "fullres").rglob("*.jpeg"))
+    if not sources:
+        raise SystemExit(f"no images in {SHARED / 'fullres'}")
+    for copy in range(copies):
+        for src in sources:
+            link = dest / f"copy{copy}" / src.parent.name / src.name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                link.symlink_to(src)
+    return dest
+
+
+def store_untrained_model(arch: str = "googlenet", img_size: int = 64, seed: int = 0) -> int:
+    """A model row with freshly initialised weights: speed does not depend on the weights."""
+    from db.session import session_scope
+    from db.store import save_model
+    from training.checkpoint import ModelBundle, sha256, to_bytes
+    from training.models import create_model
+    from training.preprocess import Normalizer
+
+    torch.manual_seed(seed)
+    model = create_model(arch, img_size).eval()
+    data = to_bytes(ModelBundle(model, arch, img_size, Normalizer(), 0.5, {"arch": arch}))
+    with session_scope() as s:
+        return save_model(
+            s,
+            name=f"bench-{arch}",
+            arch=arch,
+            preset="bench",
+            img_size=img_size,
+            threshold=0.5,
+            config={"arch": arch},
+            data={},
+            weights=data,
+            weights_sha256=sha256(data),
+            n_params=sum(p.numel() for p in model.parameters()),
+            train_seconds=0.0,
+        ).id
