@@ -11,8 +11,9 @@ import click
 
 from cli.cancel_cmd import cancel
 from cli.db_cmd import db
+from cli.ensemble_cmd import ensemble
 from cli.report_cmd import report
-from cli.score_cmd import score
+from cli.score_cmd import evaluate, score
 from cli.status_cmd import status
 from cli.train_cmd import train
 from cli.worker_cmd import worker
@@ -31,5 +32,5 @@ def cli() -> None:
     """
 
 
-for command in (train, score, report, status, cancel, worker, db):
+for command in (train, score, evaluate, ensemble, report, status, cancel, worker, db):
     cli.add_command(command)

@@ -18,13 +18,15 @@ MODEL_CSV = (
     "train_minutes",
     "created_at",
 )
-EVAL_COLUMNS = ("model_id", "split", "job_id", *SCORES, "n", "dataset")
+EVAL_COLUMNS = ("scorer", "split", "job_id", *SCORES, "n", "dataset")
 JOB_COLUMNS = ("id", "kind", "state", "model_id", "done", "total", "created_at", "message")
 JOB_CSV = (*JOB_COLUMNS[:-1], "finished_at", "message", "error")
-PREDICTION_COLUMNS = ("model_id", "prob_pneumonia", "label", "true_label", "path", "error")
+PREDICTION_COLUMNS = ("scorer", "prob_pneumonia", "label", "true_label", "path", "error")
 PREDICTION_CSV = (
     "job_id",
+    "scorer",
     "model_id",
+    "ensemble_id",
     "model",
     "path",
     "prob_pneumonia",
@@ -61,10 +63,38 @@ def report_models(fmt: str) -> None:
     with friendly_errors():
         rows = _rows("models_report")
     emit(rows, fmt, MODEL_COLUMNS, MODEL_CSV)
-    evaluations = [{"model_id": r["id"], **e} for r in rows for e in r["evaluations"]]
+    _other_evaluations(rows, fmt)
+
+
+def _other_evaluations(rows: list[dict], fmt: str) -> None:
+    """Below a table: every evaluation besides validation (json carries them too)."""
+    evaluations = [e for r in rows for e in r["evaluations"]]
     if fmt == "table" and evaluations:
         click.echo("\nother evaluations")
         emit(evaluations, fmt, EVAL_COLUMNS)
+
+
+ENSEMBLE_COLUMNS = ("id", "name", "method", "members", "threshold", *VAL_SCORES)
+ENSEMBLE_CSV = (
+    *ENSEMBLE_COLUMNS,
+    *(f"val_{k}" for k in COUNTS[:4]),
+    "val_n",
+    "fitted_at",
+    "validation",
+)
+
+
+@report.command("ensembles")
+@format_option
+def report_ensembles(fmt: str) -> None:
+    """Every ensemble: members=weights, threshold, validation scores (json: all evaluations).
+
+    Example: cxrq report ensembles --format json
+    """
+    with friendly_errors():
+        rows = _rows("ensembles_report")
+    emit(rows, fmt, ENSEMBLE_COLUMNS, ENSEMBLE_CSV)
+    _other_evaluations(rows, fmt)
 
 
 @report.command("jobs")

@@ -40,24 +40,33 @@ def score(folder: Path, model_ref: str | None, chunk_size: int, wait: bool) -> N
         _score(folder, model_ref, chunk_size, wait)
 
 
-def _create_job(folder: Path, model_ref: str | None, chunks: list[list[str]]) -> int:
-    from db.queries import resolve_model
+def _create_job(
+    folder: Path, model_ref: str | None, chunks: list[list[str]], evaluate: bool
+) -> int:
+    from db.queries import resolve_scorer
+    from db.schema import Model
     from db.session import session_scope
     from db.store import create_job
 
     n_images = sum(len(c) for c in chunks)
+    params = {"folder": str(folder), "chunk_size": len(chunks[0]), "evaluate": evaluate}
     with session_scope() as s:
-        model = resolve_model(s, model_ref)
-        job = create_job(s, "score", {"folder": str(folder), "chunk_size": len(chunks[0])})
-        job.model_id, job.progress_total = model.id, n_images
-        click.echo(
-            f"job {job.id}: score {n_images} images in {folder} "
-            f"with model {model.id} ({model.name}, {model.arch})"
-        )
+        scorer = resolve_scorer(s, model_ref)
+        if isinstance(scorer, Model):
+            desc, model_id = f"model {scorer.id} ({scorer.name}, {scorer.arch})", scorer.id
+        else:
+            desc, model_id = f"ensemble {scorer.id} ({scorer.name}, {scorer.method})", None
+            params["ensemble_id"] = scorer.id
+        job = create_job(s, "score", params)
+        job.model_id, job.progress_total = model_id, n_images
+        click.echo(f"job {job.id}: score {n_images} images in {folder} with {desc}")
         return job.id
 
 
-def _score(folder: Path, model_ref: str | None, chunk_size: int, wait: bool) -> None:
+def _score(
+    folder: Path, model_ref: str | None, chunk_size: int, wait: bool, evaluate: bool = False
+) -> None:
+    from training.data_files import label_from_path
     from worker import dispatch
     from worker.score_plan import plan_chunks
 
@@ -67,10 +76,16 @@ def _score(folder: Path, model_ref: str | None, chunk_size: int, wait: bool) -> 
     chunks = plan_chunks(folder, chunk_size)
     if not chunks:
         raise click.ClickException(f"no .jpeg, .jpg or .png images below {folder}")
+    if evaluate and not any(
+        label_from_path(Path(p).relative_to(folder.parent)) is not None for c in chunks for p in c
+    ):
+        raise click.ClickException(
+            f"no NORMAL/ or PNEUMONIA/ folder below {folder} to score against"
+        )
     queued = dispatch.is_queued()
     if queued:
         dispatch.check_broker()  # before any row exists: nothing half-written
-    job_id = _create_job(folder, model_ref, chunks)
+    job_id = _create_job(folder, model_ref, chunks, evaluate)
     if queued:
         enqueue(job_id, lambda: dispatch.submit_scoring(job_id, chunks))
         click.echo(f"queued {len(chunks)} chunks; follow with: cxrq status {job_id}")
@@ -84,3 +99,25 @@ def _score(folder: Path, model_ref: str | None, chunk_size: int, wait: bool) -> 
     if result["scores"]:
         click.echo(scores_line("scores on labelled images", result["scores"]))
     click.echo(f"rows: cxrq report predictions {job_id}")
+
+
+@click.command()
+@click.argument("model_ref", metavar="MODEL_OR_ENSEMBLE")
+@click.option(
+    "--data",
+    "folder",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="a labelled folder: images below NORMAL/ and PNEUMONIA/ folders",
+)
+@click.option("--chunk-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--wait/--no-wait", default=False, help="queued mode: follow the job to its end")
+def evaluate(model_ref: str, folder: Path, chunk_size: int, wait: bool) -> None:
+    """Score a labelled folder and store the scores as an evaluation of the model or ensemble.
+
+    How a hospital checks a model on its own labelled images; `cxrq report models` shows it.
+
+    Example: cxrq evaluate googlenet --data /data/our_xrays
+    """
+    with friendly_errors():
+        _score(folder, model_ref, chunk_size, wait, evaluate=True)

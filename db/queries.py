@@ -8,17 +8,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.schema import Evaluation, Job, Model, Prediction
+from db.schema import Ensemble, Evaluation, Job, Model, Prediction
 from db.store import SCORE_COLUMNS, NotFoundError, get_job
 
 
-def _validation(session: Session, model_id: int) -> Evaluation | None:
+def _validation(
+    session: Session, model_id: int | None = None, ensemble_id: int | None = None
+) -> Evaluation | None:
+    owner = (
+        Evaluation.model_id == model_id
+        if ensemble_id is None
+        else Evaluation.ensemble_id == ensemble_id
+    )
     return session.scalars(
         select(Evaluation)
-        .where(Evaluation.model_id == model_id, Evaluation.split == "validation")
+        .where(owner, Evaluation.split == "validation")
         .order_by(Evaluation.id.desc())
     ).first()
 
@@ -48,6 +55,27 @@ def resolve_model(session: Session, ref: str | None) -> Model:
         hint = f"no model named {ref!r}" if ref else "no trained model yet"
         raise NotFoundError(f"{hint}; train one with `cxrq train --arch googlenet`")
     return _best_by_val_f1(session, candidates)
+
+
+def resolve_ensemble(session: Session, name: str) -> Ensemble:
+    ensemble = session.scalars(select(Ensemble).where(Ensemble.name == name)).first()
+    if ensemble is None:
+        raise NotFoundError(f"no ensemble named {name!r}; `cxrq report ensembles` lists them")
+    return ensemble
+
+
+def resolve_scorer(session: Session, ref: str | None) -> Model | Ensemble:
+    """A model (id, name, arch), or an ensemble by name or as 'ensemble:NAME'."""
+    if ref and ref.startswith("ensemble:"):
+        return resolve_ensemble(session, ref.removeprefix("ensemble:"))
+    try:
+        return resolve_model(session, ref)
+    except NotFoundError:
+        if ref and not ref.isdigit():
+            ensemble = session.scalars(select(Ensemble).where(Ensemble.name == ref)).first()
+            if ensemble is not None:
+                return ensemble
+        raise
 
 
 def resolve_job(session: Session, ref: str) -> Job:
@@ -98,7 +126,39 @@ def models_report(session: Session) -> list[dict[str, Any]]:
 
 
 def evaluation_row(e: Evaluation) -> dict[str, Any]:
-    return {"split": e.split, "dataset": e.dataset, "job_id": e.job_id, **_scores(e)}
+    return {
+        "split": e.split,
+        "dataset": e.dataset,
+        "job_id": e.job_id,
+        "scorer": f"ensemble:{e.ensemble_id}" if e.ensemble_id else f"model:{e.model_id}",
+        **_scores(e),
+    }
+
+
+def ensembles_report(session: Session) -> list[dict[str, Any]]:
+    """One row per ensemble: members and weights, threshold, validation and other scores."""
+    rows = []
+    for e in session.scalars(select(Ensemble).order_by(Ensemble.id)):
+        others = session.scalars(
+            select(Evaluation)
+            .where(Evaluation.ensemble_id == e.id, Evaluation.split != "validation")
+            .order_by(Evaluation.id)
+        ).all()
+        members = ", ".join(f"{m['model_id']}={m['weight']:.3g}" for m in e.members)
+        rows.append(
+            {
+                "id": e.id,
+                "name": e.name,
+                "method": e.method,
+                "members": members,
+                "threshold": e.threshold,
+                "fitted_at": e.fitted_at.isoformat(timespec="seconds") if e.fitted_at else None,
+                "validation": e.params.get("validation"),
+                **_scores(_validation(session, ensemble_id=e.id), "val_"),
+                "evaluations": [evaluation_row(x) for x in others],
+            }
+        )
+    return rows
 
 
 def job_row(job: Job) -> dict[str, Any]:
@@ -144,15 +204,18 @@ def prediction_counts(session: Session, job_id: int) -> dict[str, int]:
 def predictions_report(session: Session, ref: str) -> list[dict[str, Any]]:
     job = resolve_job(session, ref)
     rows = session.execute(
-        select(Prediction, Model.name)
-        .join(Model, Model.id == Prediction.model_id)
+        select(Prediction, func.coalesce(Model.name, Ensemble.name))
+        .outerjoin(Model, Model.id == Prediction.model_id)
+        .outerjoin(Ensemble, Ensemble.id == Prediction.ensemble_id)
         .where(Prediction.job_id == job.id)
-        .order_by(Prediction.path, Prediction.model_id)
+        .order_by(Prediction.path, Prediction.scorer)
     ).all()
     return [
         {
             "job_id": p.job_id,
+            "scorer": p.scorer,
             "model_id": p.model_id,
+            "ensemble_id": p.ensemble_id,
             "model": name,
             "path": p.path,
             "prob_pneumonia": p.prob,

@@ -28,6 +28,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON}
 
 
+CLASSES_BY_INDEX = ("NORMAL", "PNEUMONIA")  # label 1 is the positive class
 JOB_STATES = ("pending", "running", "succeeded", "partial", "failed", "cancelled")
 FINAL_STATES = ("succeeded", "partial", "failed", "cancelled")
 
@@ -70,13 +71,34 @@ class Model(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class Ensemble(Base):
+    """Several models combined: the seed's weighted vote, or a fitted soft vote (stacking)."""
+
+    __tablename__ = "ensembles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    method: Mapped[str] = mapped_column(String(16))  # vote | stacking
+    # [{"model_id": 3, "weight": 0.5}, ...]; stacking adds "bias" in `params`
+    members: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    threshold: Mapped[float] = mapped_column(Float, default=0.5)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    fitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class Evaluation(Base):
-    """A model's scores on one labelled set: its validation split, a test/ folder, a scored job."""
+    """Scores of a model or ensemble on one labelled set: validation, test/, a scored job."""
 
     __tablename__ = "evaluations"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[int | None] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), index=True
+    )
+    ensemble_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ensembles.id", ondelete="CASCADE"), index=True
+    )
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     split: Mapped[str] = mapped_column(String(16))  # validation | test | scored
     dataset: Mapped[str] = mapped_column(Text)
@@ -95,14 +117,21 @@ class Evaluation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+def scorer_key(model_id: int | None = None, ensemble_id: int | None = None) -> str:
+    """The one non-null key naming who produced a prediction: 'model:3' or 'ensemble:1'."""
+    return f"ensemble:{ensemble_id}" if ensemble_id is not None else f"model:{model_id}"
+
+
 class Prediction(Base):
     __tablename__ = "predictions"
     # Redelivered or retried work upserts on this key instead of adding a second row.
-    __table_args__ = (UniqueConstraint("job_id", "model_id", "path", name="uq_prediction"),)
+    __table_args__ = (UniqueConstraint("job_id", "scorer", "path", name="uq_prediction"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    scorer: Mapped[str] = mapped_column(String(32))  # scorer_key(model_id, ensemble_id)
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    ensemble_id: Mapped[int | None] = mapped_column(ForeignKey("ensembles.id", ondelete="CASCADE"))
     path: Mapped[str] = mapped_column(Text)
     prob: Mapped[float | None] = mapped_column(Float)  # P(PNEUMONIA); None on error
     label: Mapped[str | None] = mapped_column(String(16))

@@ -88,17 +88,26 @@ def save_model(session: Session, **fields: Any) -> Model:
 
 def save_evaluation(
     session: Session,
-    model_id: int,
     split: str,
     dataset: str,
     scores: dict[str, Any],
     job_id: int | None = None,
+    model_id: int | None = None,
+    ensemble_id: int | None = None,
 ) -> Evaluation:
+    """Scores of a model (model_id) or an ensemble (ensemble_id) on one labelled set."""
+    if (model_id is None) == (ensemble_id is None):
+        raise ValueError("an evaluation belongs to exactly one model or ensemble")
     values = {k: scores[k] for k in SCORE_COLUMNS}
     if values["roc_auc"] != values["roc_auc"]:  # NaN: one class only, AUC undefined
         values["roc_auc"] = None
     evaluation = Evaluation(
-        model_id=model_id, job_id=job_id, split=split, dataset=dataset, **values
+        model_id=model_id,
+        ensemble_id=ensemble_id,
+        job_id=job_id,
+        split=split,
+        dataset=dataset,
+        **values,
     )
     session.add(evaluation)
     session.flush()
@@ -118,9 +127,9 @@ def upsert_predictions(
     if insert is None:
         raise RuntimeError(f"upsert is not implemented for {dialect}")
     stmt = insert(Prediction)
-    key = ["job_id", "model_id", "path"]
+    key = ["job_id", "scorer", "path"]
     if overwrite:
-        columns = ("prob", "label", "true_label", "error")
+        columns = ("prob", "label", "true_label", "error", "model_id", "ensemble_id")
         stmt = stmt.on_conflict_do_update(
             index_elements=key, set_={c: stmt.excluded[c] for c in columns}
         )

@@ -1,7 +1,8 @@
 """Training-time augmentation on batches of cached tensors.
 
 The seed recipe: NORMAL is balanced to 50/50 with horizontally/vertically flipped copies, and
-every training image gets a random rotation of up to ±5 degrees. Flips are index bookkeeping on
+every training image gets a random rotation of up to ±5 degrees. The tuned recipe adds zoom,
+shift and brightness/contrast jitter. Flips are index bookkeeping on
 the cached uint8 tensor; rotation is one batched `grid_sample`, far cheaper than per-image PIL.
 """
 
@@ -50,17 +51,48 @@ def apply_flips(batch: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _uniform(n: int, low: float, high: float, gen: torch.Generator | None) -> torch.Tensor:
+    return torch.rand(n, generator=gen) * (high - low) + low
+
+
 def random_rotate(
     batch: torch.Tensor, max_degrees: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Rotate each float image by its own uniform angle in [-max, max]; corners fill with 0."""
-    if max_degrees <= 0:
+    return random_affine(batch, max_degrees, 0.0, 0.0, generator)
+
+
+def random_affine(
+    batch: torch.Tensor,
+    max_degrees: float,
+    max_scale: float = 0.0,
+    max_shift: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Per-image random rotation (±degrees), zoom (1 ± max_scale) and shift (± fraction)."""
+    if max_degrees <= 0 and max_scale <= 0 and max_shift <= 0:
         return batch
     n = batch.shape[0]
-    angles = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(max_degrees)
-    cos, sin = torch.cos(angles), torch.sin(angles)
-    zero = torch.zeros_like(cos)
-    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    angles = _uniform(n, -1, 1, generator) * math.radians(max_degrees)
+    zoom = 1.0 / _uniform(n, 1 - max_scale, 1 + max_scale, generator)
+    shift = _uniform(2 * n, -2 * max_shift, 2 * max_shift, generator).view(2, n)  # grid is [-1,1]
+    cos, sin = torch.cos(angles) * zoom, torch.sin(angles) * zoom
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[0]], 1), torch.stack([sin, cos, shift[1]], 1)], 1
+    )
     theta = theta.to(dtype=batch.dtype, device=batch.device)
     grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
     return F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def random_jitter(
+    batch: torch.Tensor, brightness: float, contrast: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Scale each image's brightness and contrast by 1 ± the given amounts; stays in [0, 1]."""
+    if brightness <= 0 and contrast <= 0:
+        return batch
+    n = batch.shape[0]
+    b = _uniform(n, 1 - brightness, 1 + brightness, generator).view(n, 1, 1, 1).to(batch)
+    c = _uniform(n, 1 - contrast, 1 + contrast, generator).view(n, 1, 1, 1).to(batch)
+    mean = batch.mean(dim=(1, 2, 3), keepdim=True)
+    return ((batch - mean) * c + mean * b).clamp_(0.0, 1.0)

@@ -45,16 +45,34 @@ def score_files(
     bundle: ModelBundle, paths: Sequence[str | os.PathLike], batch_size: int = 256
 ) -> list[ImageScore]:
     """Score files in order; an unreadable file becomes an ImageScore with its error."""
-    results: list[ImageScore] = []
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
-        decoded = decode_many(chunk, bundle.img_size)
-        probs = predict_proba(bundle.model, decoded.tensor, bundle.normalizer, batch_size)
-        by_pos = dict(zip(decoded.ok_index, probs.tolist(), strict=True))
-        for pos, path in enumerate(chunk):
-            if pos in by_pos:
-                prob = by_pos[pos]
-                results.append(ImageScore(str(path), prob, int(prob >= bundle.threshold)))
-            else:
-                results.append(ImageScore(str(path), None, None, decoded.errors[pos]))
+    probs, errors = score_files_multi([bundle], paths, batch_size)
+    results = []
+    for pos, path in enumerate(paths):
+        if pos in errors:
+            results.append(ImageScore(str(path), None, None, errors[pos]))
+        else:
+            prob = float(probs[0, pos])
+            results.append(ImageScore(str(path), prob, int(prob >= bundle.threshold)))
     return results
+
+
+def score_files_multi(
+    bundles: Sequence[ModelBundle], paths: Sequence[str | os.PathLike], batch_size: int = 256
+) -> tuple[torch.Tensor, dict[int, str]]:
+    """P(PNEUMONIA) of several models on the same files: (M, N) with NaN where a file could
+    not be read, and {position: reason}. Each file is decoded once per input size."""
+    probs = torch.full((len(bundles), len(paths)), float("nan"), dtype=torch.float64)
+    errors: dict[int, str] = {}
+    by_size: dict[int, list[int]] = {}
+    for m, bundle in enumerate(bundles):
+        by_size.setdefault(bundle.img_size, []).append(m)
+    for size, members in by_size.items():
+        for start in range(0, len(paths), batch_size):
+            decoded = decode_many(paths[start : start + batch_size], size)
+            errors.update({start + i: msg for i, msg in decoded.errors.items()})
+            columns = torch.tensor([start + i for i in decoded.ok_index], dtype=torch.long)
+            for m in members:
+                b = bundles[m]
+                p = predict_proba(b.model, decoded.tensor, b.normalizer, batch_size)
+                probs[m, columns] = p.double()
+    return probs, errors

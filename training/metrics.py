@@ -55,13 +55,17 @@ def binary_scores(
     y_true: Sequence[int] | torch.Tensor,
     prob: Sequence[float] | torch.Tensor,
     threshold: float = 0.5,
+    pred: torch.Tensor | None = None,
 ) -> dict[str, float | int]:
-    """Every score cxrq stores: F1, precision, sensitivity, specificity, accuracy, AUC, counts."""
+    """Every score cxrq stores: F1, precision, sensitivity, specificity, accuracy, AUC, counts.
+
+    Labels are prob >= threshold, unless `pred` gives them (e.g. out-of-fold decisions).
+    """
     y = torch.as_tensor(y_true, dtype=torch.long).flatten()
     p = torch.as_tensor(prob, dtype=torch.float64).flatten()
     if y.numel() != p.numel():
         raise ValueError(f"{y.numel()} labels but {p.numel()} probabilities")
-    pred = (p >= threshold).long()
+    pred = (p >= threshold).long() if pred is None else pred.long().flatten()
     tp = int(((pred == 1) & (y == 1)).sum())
     fp = int(((pred == 1) & (y == 0)).sum())
     tn = int(((pred == 0) & (y == 0)).sum())

@@ -7,6 +7,7 @@ result = fit(make_config("googlenet", epochs=3), "../shared/data/chest_xray")
 
 from __future__ import annotations
 
+import copy
 import random
 import time
 from collections.abc import Callable
@@ -17,12 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.augment import apply_flips, balance_with_flips, random_rotate
+from training.augment import apply_flips, balance_with_flips, random_affine, random_jitter
 from training.checkpoint import ModelBundle
 from training.config import TrainConfig
 from training.data_files import LabeledImage, find_splits, fingerprint
+from training.ensemble import balanced_threshold
 from training.inference import predict_proba
-from training.metrics import binary_scores
+from training.metrics import binary_scores, roc_auc
 from training.models import create_model
 from training.preprocess import Normalizer, decode_many
 from training.splits import patient_split
@@ -104,6 +106,22 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def augment(images: torch.Tensor, config: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """uint8 batch -> augmented, normalised float batch, as the config asks."""
+    x = images.float().div_(255.0)
+    x = random_affine(x, config.rotation_degrees, config.zoom, config.shift, gen)
+    x = random_jitter(x, config.jitter, config.jitter, gen)
+    return Normalizer().from_unit(x)
+
+
+def loss_function(config: TrainConfig, labels: torch.Tensor) -> nn.Module:
+    """BCE; with balance="weight" positives are down-weighted so both classes weigh the same."""
+    if config.balance != "weight":
+        return nn.BCEWithLogitsLoss()
+    n_pos = labels.sum().clamp(min=1)
+    return nn.BCEWithLogitsLoss(pos_weight=(labels.numel() - n_pos) / n_pos)
+
+
 def train_one_epoch(
     model: nn.Module,
     data: Tensors,
@@ -112,25 +130,26 @@ def train_one_epoch(
     config: TrainConfig,
     gen: torch.Generator,
     on_batch: Callable[[int, int, float], None],
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> float:
     """One pass over the (balanced) plan in a seeded order; returns the mean loss."""
     model.train()
     device = next(model.parameters()).device
-    normalizer = Normalizer()
-    loss_fn = nn.BCEWithLogitsLoss()
+    loss_fn = loss_function(config, data.labels).to(device)
     index, flip = plan
     order = torch.randperm(index.numel(), generator=gen)
     n_batches = (order.numel() + config.batch_size - 1) // config.batch_size
     total = 0.0
     for b in range(n_batches):
         pick = order[b * config.batch_size : (b + 1) * config.batch_size]
-        images = apply_flips(data.images[index[pick]], flip[pick]).float().div_(255.0)
-        images = normalizer.from_unit(random_rotate(images, config.rotation_degrees, gen))
+        images = augment(apply_flips(data.images[index[pick]], flip[pick]), config, gen)
         target = data.labels[index[pick]].float().to(device)
         loss = loss_fn(model(images.to(device)), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         total += loss.item()
         on_batch(b + 1, n_batches, loss.item())
     return total / max(n_batches, 1)
@@ -139,6 +158,62 @@ def train_one_epoch(
 def _evaluate(model: nn.Module, data: Tensors, threshold: float) -> dict[str, Any]:
     prob = predict_proba(model, data.images, Normalizer())
     return binary_scores(data.labels, prob, threshold)
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return kind(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps: int):  # noqa: ANN202
+    if config.schedule != "cosine":
+        return None
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
+
+
+@dataclass
+class Data:
+    train: Tensors
+    val: Tensors
+    tune: Tensors | None
+    info: dict[str, Any]
+    test_items: list[LabeledImage]
+
+
+def load_data(config: TrainConfig, data_root: str | Path) -> Data:
+    """Decode train / tune / validation once; the tuning split comes out of train, by patient."""
+    splits = find_splits(data_root)
+    train_items, val_items, how = choose_validation(splits, config)
+    tune_items: list[LabeledImage] = []
+    if config.tune_fraction > 0:
+        train_items, tune_items = patient_split(train_items, config.tune_fraction, config.seed + 1)
+    train, val = (Tensors.decode(x, config.img_size) for x in (train_items, val_items))
+    tune = Tensors.decode(tune_items, config.img_size) if tune_items else None
+    info = {
+        "root": str(Path(data_root).resolve()),
+        "fingerprint": fingerprint(train_items + tune_items + val_items),
+        "validation": how,
+        "n_train": int(train.labels.numel()),
+        "n_tune": len(tune_items),
+        "n_val": int(val.labels.numel()),
+        "dropped": train.dropped + val.dropped + (tune.dropped if tune else []),
+    }
+    return Data(train, val, tune, info, splits.get("test", []))
+
+
+def _plan(config: TrainConfig, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if config.balance == "flip":
+        return balance_with_flips(labels, config.seed)
+    return torch.arange(labels.numel()), torch.zeros_like(labels)
+
+
+def _choose_threshold(config: TrainConfig, model: nn.Module, tune: Tensors | None) -> float:
+    if config.threshold != "balanced":
+        return float(config.threshold)
+    if tune is None:
+        raise TrainingDataError('threshold "balanced" needs a tuning split (tune_fraction > 0)')
+    prob = predict_proba(model, tune.images, Normalizer())
+    return balanced_threshold(tune.labels, prob)
 
 
 def fit(
@@ -150,19 +225,15 @@ def fit(
     """Train `config.arch` on data_root's train split; score validation (and test/ if present)."""
     started = time.perf_counter()
     gen = seed_everything(config.seed)
-    splits = find_splits(data_root)
-    train_items, val_items, how = choose_validation(splits, config)
-    train, val = (Tensors.decode(x, config.img_size) for x in (train_items, val_items))
-    plan = (
-        balance_with_flips(train.labels, config.seed)
-        if config.balance == "flip"
-        else (torch.arange(train.labels.numel()), torch.zeros_like(train.labels))
-    )
+    data = load_data(config, data_root)
+    plan = _plan(config, data.train.labels)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = create_model(config.arch, config.img_size, config.pretrained).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     batches = (plan[0].numel() + config.batch_size - 1) // config.batch_size
+    optimizer = _optimizer(model, config)
+    scheduler = _scheduler(optimizer, config, batches * config.epochs)
     history: list[dict[str, Any]] = []
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     report = progress or (lambda done, total, msg: None)
     for epoch in range(config.epochs):
         if should_cancel and should_cancel():
@@ -172,28 +243,35 @@ def fit(
             label = f"epoch {epoch + 1}/{config.epochs} loss {loss:.3f}"
             report(epoch * batches + b, config.epochs * batches, label)
 
-        loss = train_one_epoch(model, train, plan, optimizer, config, gen, on_batch)
-        scores = _evaluate(model, val, config.threshold)
-        history.append({"epoch": epoch + 1, "loss": loss, **scores})
-        label = f"epoch {epoch + 1}/{config.epochs} loss {loss:.3f} val f1 {scores['f1']:.3f}"
+        loss = train_one_epoch(model, data.train, plan, optimizer, config, gen, on_batch, scheduler)
+        record = {"epoch": epoch + 1, "loss": loss, "val_auc": _auc(model, data.val)}
+        if data.tune is not None:
+            record["tune_auc"] = _auc(model, data.tune)
+            if config.early_stopping and (best is None or record["tune_auc"] > best[0]):
+                best = (record["tune_auc"], epoch + 1, copy.deepcopy(model.state_dict()))
+        history.append(record)
+        label = f"epoch {epoch + 1}/{config.epochs} loss {loss:.3f} val AUC {record['val_auc']:.4f}"
         report((epoch + 1) * batches, config.epochs * batches, label)
+    if best is not None:
+        model.load_state_dict(best[2])
     model = model.cpu().eval()
+    threshold = _choose_threshold(config, model, data.tune)
     bundle = ModelBundle(
-        model, config.arch, config.img_size, Normalizer(), config.threshold, config.to_dict()
+        model, config.arch, config.img_size, Normalizer(), threshold, config.to_dict()
     )
-    val_scores = _evaluate(model, val, config.threshold)
+    val_scores = _evaluate(model, data.val, threshold)
     test_scores = None
-    if splits.get("test"):
-        test = Tensors.decode(splits["test"], config.img_size)
-        test_scores = _evaluate(model, test, config.threshold)
-    data = {
-        "root": str(Path(data_root).resolve()),
-        "fingerprint": fingerprint(train_items + val_items),
-        "validation": how,
-        "n_train": int(train.labels.numel()),
+    if data.test_items:
+        test_scores = _evaluate(model, Tensors.decode(data.test_items, config.img_size), threshold)
+    info = {
+        **data.info,
         "n_train_balanced": int(plan[0].numel()),
-        "n_val": int(val.labels.numel()),
-        "dropped": train.dropped + val.dropped,
+        "best_epoch": best[1] if best else config.epochs,
     }
-    seconds = time.perf_counter() - started
-    return TrainResult(bundle, val_scores, test_scores, history, data, seconds)
+    return TrainResult(
+        bundle, val_scores, test_scores, history, info, time.perf_counter() - started
+    )
+
+
+def _auc(model: nn.Module, data: Tensors) -> float:
+    return roc_auc(data.labels, predict_proba(model, data.images, Normalizer()))

@@ -1,9 +1,10 @@
-"""The scoring job: one prediction row per image, written chunk by chunk, then scores.
+"""The scoring job: one prediction row per image and scorer, written chunk by chunk, then scores.
 
 Both modes run the same functions: embedded mode loops over the chunks in the CLI process;
-queued mode sends one task per chunk. `score_chunk` upserts on (job, model, path), so a
-redelivered or retried chunk never doubles a row, and progress is the count of rows written.
-Whichever chunk writes the last missing row closes the job (`maybe_finish`), exactly once.
+queued mode sends one task per chunk. Rows are upserted on (job, scorer, path), so a
+redelivered or retried chunk never doubles a row, and progress is the count of the job's own
+scorer's rows (the model's, or the ensemble's combined ones). Whichever chunk writes the last
+missing row closes the job (`maybe_finish`), exactly once.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import torch
 from sqlalchemy import func, select, update
 
-from db.schema import Job, Prediction, utcnow
+from db.schema import CLASSES_BY_INDEX, Job, Model, Prediction, utcnow
 from db.session import session_scope
 from db.store import finish_job, get_job, save_evaluation, upsert_predictions
-from training.data_files import CLASSES, label_from_path
+from training.data_files import label_from_path
+from training.metrics import binary_scores
 from worker.progress import ProgressFn
+from worker.scorers import Scorer, failed_rows, prediction_rows, scorer_of
 
 NOT_SCORED = "not scored: "  # error prefix of rows whose chunk failed for good
 
@@ -27,10 +31,10 @@ def true_label(path: Path, folder: Path) -> str | None:
     """NORMAL/PNEUMONIA when the scored folder, or a folder inside it, is named so."""
     inside = path.relative_to(folder.parent) if path.is_relative_to(folder.parent) else path
     label = label_from_path(inside)
-    return None if label is None else CLASSES[label]
+    return None if label is None else CLASSES_BY_INDEX[label]
 
 
-def _start_or_skip(job_id: int) -> tuple[int, Path] | None:
+def _start_or_skip(job_id: int) -> tuple[Scorer, Path] | None:
     """Mark the job running; None when it was cancelled (and mark it so) or already ended."""
     with session_scope() as s:
         job = get_job(s, job_id)
@@ -41,40 +45,32 @@ def _start_or_skip(job_id: int) -> tuple[int, Path] | None:
             return None
         if job.state == "pending":
             job.state, job.started_at = "running", utcnow()
-        return job.model_id, Path(job.params["folder"])
+        return scorer_of(job), Path(job.params["folder"])
 
 
-def _write_rows(job_id: int, rows: list[dict[str, Any]], overwrite: bool, message: str) -> None:
+def _write_rows(job_id: int, key: str, rows: list[dict], overwrite: bool, message: str) -> None:
     with session_scope() as s:
         upsert_predictions(s, rows, overwrite=overwrite)
-        done = select(func.count()).where(Prediction.job_id == job_id).scalar_subquery()
+        done = (
+            select(func.count())
+            .where(Prediction.job_id == job_id, Prediction.scorer == key)
+            .scalar_subquery()
+        )
         s.execute(update(Job).where(Job.id == job_id).values(progress_done=done, message=message))
 
 
 def score_chunk(job_id: int, paths: list[str]) -> int:
-    """Score some of a job's images and upsert their rows; returns how many were written."""
+    """Score some of a job's images and upsert their rows; returns how many images."""
     started = _start_or_skip(job_id)
     if started is None:
         return 0
-    model_id, folder = started
-    from training.inference import score_files  # torch loads only where images are scored
-    from worker.model_cache import load_bundle
-
-    rows = [
-        {
-            "job_id": job_id,
-            "model_id": model_id,
-            "path": r.path,
-            "prob": r.prob,
-            "label": None if r.label is None else CLASSES[r.label],
-            "true_label": true_label(Path(r.path), folder),
-            "error": r.error,
-        }
-        for r in score_files(load_bundle(model_id), paths)
-    ]
-    errors = sum(r["error"] is not None for r in rows)
-    _write_rows(job_id, rows, True, f"scored a chunk of {len(rows)} ({errors} unreadable)")
-    return len(rows)
+    scorer, folder = started
+    truth = [true_label(Path(p), folder) for p in paths]
+    rows = prediction_rows(job_id, scorer, paths, truth)
+    errors = sum(r["error"] is not None for r in rows if r["scorer"] == scorer.key)
+    message = f"scored a chunk of {len(paths)} ({errors} unreadable)"
+    _write_rows(job_id, scorer.key, rows, True, message)
+    return len(paths)
 
 
 def fail_chunk(job_id: int, paths: list[str], reason: str) -> None:
@@ -82,41 +78,50 @@ def fail_chunk(job_id: int, paths: list[str], reason: str) -> None:
     started = _start_or_skip(job_id)
     if started is None:
         return
-    model_id, folder = started
-    reason = NOT_SCORED + reason.strip().splitlines()[0] if reason.strip() else NOT_SCORED
-    rows = [
-        {
-            "job_id": job_id,
-            "model_id": model_id,
-            "path": p,
-            "prob": None,
-            "label": None,
-            "true_label": true_label(Path(p), folder),
-            "error": reason,
-        }
-        for p in paths
-    ]
-    _write_rows(job_id, rows, False, f"a chunk of {len(paths)} failed: {reason}")
+    scorer, folder = started
+    reason = NOT_SCORED + (reason.strip().splitlines()[0] if reason.strip() else "unknown")
+    truth = [true_label(Path(p), folder) for p in paths]
+    rows = failed_rows(job_id, scorer, paths, truth, reason)
+    _write_rows(job_id, scorer.key, rows, False, f"a chunk of {len(paths)} failed: {reason}")
+
+
+def _evaluate(s, job: Job, key: str, ids: dict[str, int]) -> dict[str, Any] | None:  # noqa: ANN001
+    """Store and return the scores of one scorer's rows over the labelled, readable images."""
+    rows = s.execute(
+        select(Prediction.prob, Prediction.label, Prediction.true_label).where(
+            Prediction.job_id == job.id,
+            Prediction.scorer == key,
+            Prediction.true_label.is_not(None),
+            Prediction.error.is_(None),
+        )
+    ).all()
+    if not rows:
+        return None
+    y = [CLASSES_BY_INDEX.index(r.true_label) for r in rows]
+    pred = torch.tensor([CLASSES_BY_INDEX.index(r.label) for r in rows])
+    threshold = s.get(Model, ids["model_id"]).threshold if "model_id" in ids else None
+    threshold = scorer_of(job).threshold if threshold is None else threshold
+    scores = binary_scores(y, [r.prob for r in rows], threshold, pred=pred)
+    split = "evaluation" if job.params.get("evaluate") else "scored"
+    save_evaluation(s, split, job.params["folder"], scores, job.id, **ids)
+    return scores
 
 
 def _summarise(s, job: Job) -> tuple[str, str, dict[str, Any] | None]:  # noqa: ANN001
+    scorer = scorer_of(job)
     rows = s.execute(
-        select(Prediction.prob, Prediction.true_label, Prediction.error).where(
-            Prediction.job_id == job.id, Prediction.model_id == job.model_id
-        )
+        select(Prediction.error).where(Prediction.job_id == job.id, Prediction.scorer == scorer.key)
     ).all()
-    labelled = [(r.true_label, r.prob) for r in rows if r.true_label and r.error is None]
     errors = sum(r.error is not None for r in rows)
     lost = sum(bool(r.error and r.error.startswith(NOT_SCORED)) for r in rows)
     summary = f"{len(rows)} images: {len(rows) - errors} scored, {errors - lost} unreadable"
-    scores = None
-    if labelled:
-        from training.metrics import binary_scores
-        from worker.model_cache import load_bundle
-
-        y = [CLASSES.index(t) for t, _ in labelled]
-        scores = binary_scores(y, [p for _, p in labelled], load_bundle(job.model_id).threshold)
-        save_evaluation(s, job.model_id, "scored", job.params["folder"], scores, job.id)
+    if scorer.ensemble_id is not None:
+        for model_id in scorer.model_ids:
+            _evaluate(s, job, f"model:{model_id}", {"model_id": model_id})
+        scores = _evaluate(s, job, scorer.key, {"ensemble_id": scorer.ensemble_id})
+    else:
+        scores = _evaluate(s, job, scorer.key, {"model_id": scorer.model_ids[0]})
+    if scores:
         summary += f"; F1 {scores['f1']:.3f} on {scores['n']} labelled"
     if lost:
         return "partial", f"{summary}; {lost} not scored (chunk failed)", scores

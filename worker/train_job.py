@@ -46,17 +46,10 @@ def _store(job_id: int, name: str, config: TrainConfig, result: TrainResult) -> 
             train_seconds=result.seconds,
             job_id=job_id,
         )
-        root = result.data["root"]
-        save_evaluation(
-            s,
-            model.id,
-            "validation",
-            f"{root} ({result.data['validation']})",
-            result.val_scores,
-            job_id,
-        )
+        root, how = result.data["root"], result.data["validation"]
+        save_evaluation(s, "validation", f"{root} ({how})", result.val_scores, job_id, model.id)
         if result.test_scores:
-            save_evaluation(s, model.id, "test", f"{root}/test", result.test_scores, job_id)
+            save_evaluation(s, "test", f"{root}/test", result.test_scores, job_id, model.id)
         return model.id
 
 

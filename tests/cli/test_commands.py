@@ -110,4 +110,4 @@ def test_scoring_without_a_model_or_images_says_what_to_do(db_url, tmp_path: Pat
 
 
 def test_db_upgrade(db_url: str) -> None:
-    assert "is at schema 0001" in run("db", "upgrade")
+    assert "is at schema 0002" in run("db", "upgrade")

@@ -48,7 +48,7 @@ def add_model(session, name: str, arch: str, val_f1: float | None) -> int:
         train_seconds=60.0,
     )
     if val_f1 is not None:
-        save_evaluation(session, model.id, "validation", "somewhere", _scores(val_f1))
+        save_evaluation(session, "validation", "somewhere", _scores(val_f1), model_id=model.id)
     return model.id
 
 
@@ -58,6 +58,8 @@ def test_upsert_never_doubles_a_prediction(any_db_url: str) -> None:
         job_id = create_job(s, "score", {"folder": "/x"}).id
     row = {
         "job_id": job_id,
+        "scorer": f"model:{model_id}",
+        "ensemble_id": None,
         "model_id": model_id,
         "path": "/x/a.jpeg",
         "prob": 0.2,
@@ -95,7 +97,7 @@ def test_resolve_model_by_id_name_arch_and_best(any_db_url: str) -> None:
 def test_models_report_carries_validation_and_other_evaluations(any_db_url: str) -> None:
     with session_scope() as s:
         model_id = add_model(s, "m", "cnn", 0.9)
-        save_evaluation(s, model_id, "scored", "/folder", _scores(0.7))
+        save_evaluation(s, "scored", "/folder", _scores(0.7), model_id=model_id)
     with session_scope() as s:
         (row,) = models_report(s)
     assert row["val_f1"] == 0.9 and row["val_roc_auc"] is None  # NaN AUC stored as NULL

@@ -20,7 +20,7 @@ def test_fit_reports_every_score_and_how_validation_was_chosen(tiny_dataset: Pat
     assert result.data["validation"].startswith("patient split")
     assert result.data["n_train_balanced"] >= result.data["n_train"]
     assert len(result.history) == 2 and result.test_scores is None
-    assert seen[-1][0] == seen[-1][1] and "val f1" in seen[-1][2]
+    assert seen[-1][0] == seen[-1][1] and "val AUC" in seen[-1][2]
 
 
 def test_same_seed_gives_the_same_model(tiny_dataset: Path) -> None:
@@ -59,3 +59,16 @@ def test_too_few_patients_for_both_classes_in_validation(tmp_path: Path) -> None
 def test_unknown_preset() -> None:
     with pytest.raises(UnknownPresetError, match="seed"):
         make_config("cnn", preset="fancy")
+
+
+def test_tuned_preset_picks_epoch_and_threshold_on_the_tuning_split(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "d", per_class=30, images_per_patient=1)
+    config = make_config("cnn", preset="tuned", img_size=32, epochs=3, batch_size=8)
+    result = fit(config, root)
+    assert result.data["n_tune"] > 0 and result.data["n_train_balanced"] == result.data["n_train"]
+    assert all("tune_auc" in h for h in result.history)
+    best = max(result.history, key=lambda h: h["tune_auc"])
+    assert result.data["best_epoch"] == best["epoch"]
+    assert 0.0 < result.bundle.threshold < 1.0 and result.val_scores["threshold"] == (
+        result.bundle.threshold
+    )

@@ -1,0 +1,80 @@
+import pytest
+import torch
+
+from training.ensemble import (
+    balanced_threshold,
+    combine,
+    cross_fitted,
+    fit_stacking,
+    group_folds,
+    stack,
+    weighted_vote,
+)
+
+SEED = [0.5, 0.5, 0.5, 0.51]  # mlp, cnn, resnet50, googlenet
+
+
+def test_seed_vote_lets_googlenet_break_a_tie() -> None:
+    # columns: 2-2 with GoogLeNet for; 2-2 with GoogLeNet against; three against GoogLeNet.
+    probs = torch.tensor([[0.9, 0.9, 0.9], [0.1, 0.1, 0.9], [0.1, 0.9, 0.9], [0.9, 0.1, 0.1]])
+    share = weighted_vote(probs, SEED, [0.5] * 4)
+    assert share.tolist() == pytest.approx([1.01 / 2.01, 1.0 / 2.01, 1.5 / 2.01])
+    assert (share > 0.5).tolist() == [True, False, True]
+
+
+def test_votes_use_each_members_threshold() -> None:
+    probs = torch.tensor([[0.3], [0.3]])
+    assert weighted_vote(probs, [1, 1], [0.2, 0.5]).item() == pytest.approx(0.5)
+
+
+def test_stack_is_a_logistic_regression_on_logits() -> None:
+    probs = torch.tensor([[0.8], [0.3]], dtype=torch.float64)
+    logit = torch.log(probs / (1 - probs))
+    expected = torch.sigmoid(2.0 * logit[0] - 1.0 * logit[1] + 0.25)
+    assert stack(probs, [2.0, -1.0], 0.25).item() == pytest.approx(expected.item())
+    assert combine("stacking", probs, [2.0, -1.0], [0.5, 0.5], 0.25).item() == pytest.approx(
+        expected.item()
+    )
+    with pytest.raises(ValueError, match="unknown ensemble method"):
+        combine("median", probs, [1, 1], [0.5, 0.5])
+
+
+def _members(n: int = 400, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Member 0 knows the label, member 1 is noise."""
+    g = torch.Generator().manual_seed(seed)
+    y = (torch.rand(n, generator=g) < 0.7).long()
+    good = torch.sigmoid((y * 2 - 1) * 2.0 + torch.randn(n, generator=g))
+    noise = torch.rand(n, generator=g) * 0.98 + 0.01
+    return torch.stack([good, noise]).double(), y
+
+
+def test_stacking_weighs_the_informative_member() -> None:
+    probs, y = _members()
+    (w_good, w_noise), _ = fit_stacking(probs, y)
+    assert w_good > 0.5 and abs(w_noise) < 0.3 * w_good
+
+
+def test_balanced_threshold_maximises_sensitivity_plus_specificity() -> None:
+    y = torch.tensor([0, 0, 0, 1, 1, 1, 1, 1])
+    p = torch.tensor([0.1, 0.2, 0.6, 0.5, 0.7, 0.8, 0.9, 0.95])
+    # Cutting at 0.7 gives sens 4/5 + spec 3/3; at 0.5 gives 5/5 + 2/3 (1.67 < 1.8).
+    t = balanced_threshold(y, p)
+    assert 0.6 < t <= 0.7
+
+
+def test_folds_keep_each_patient_in_one_fold() -> None:
+    groups = [f"p{i // 3}" for i in range(30)]
+    folds = group_folds(groups, 5, seed=1)
+    assert torch.stack(folds).sum(0).tolist() == [1] * 30
+    for fold in folds:
+        inside = {g for g, m in zip(groups, fold.tolist(), strict=True) if m}
+        outside = {g for g, m in zip(groups, fold.tolist(), strict=True) if not m}
+        assert not inside & outside
+
+
+def test_cross_fitted_predicts_every_sample_out_of_fold() -> None:
+    probs, y = _members(300)
+    groups = [str(i) for i in range(300)]
+    oof_prob, oof_label = cross_fitted(probs, y, groups, k=5)
+    assert oof_prob.shape == (300,) and not torch.isnan(oof_prob).any()
+    assert ((oof_label == y).double().mean()) > 0.8

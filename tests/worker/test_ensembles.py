@@ -1,0 +1,107 @@
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from cli.main import cli
+from db.schema import Ensemble, Evaluation, Prediction
+from db.session import session_scope
+from db.store import create_job
+from tests.worker.test_jobs import _folder
+from worker.ensemble_job import EnsembleError, create_ensemble, create_seed_ensemble, fit_ensemble
+from worker.score_job import run_scoring_job
+from worker.score_plan import plan_chunks
+
+
+def run(*args: object) -> str:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture()
+def two_models(db_url, tmp_path: Path) -> Path:
+    from tests.conftest import make_dataset
+
+    data = make_dataset(tmp_path / "data", per_class=20, images_per_patient=1)
+    for arch in ("cnn", "mlp"):
+        run("train", "--arch", arch, "--data", data, "--epochs", 1, "--img-size", 32)
+    return data
+
+
+def test_an_ensemble_scores_with_members_rows_beside_its_own(two_models, tmp_path) -> None:
+    ensemble_id = create_ensemble("pair", [("cnn", 0.6), ("mlp", 0.4)])
+    folder = _folder(tmp_path)
+    chunks = plan_chunks(folder, 5)
+    with session_scope() as s:
+        job = create_job(s, "score", {"folder": str(folder), "ensemble_id": ensemble_id})
+        job.progress_total = 12
+        job_id = job.id
+    result = run_scoring_job(job_id, chunks)
+    assert result["state"] == "succeeded" and result["scores"]["n"] == 10
+    with session_scope() as s:
+        rows = s.scalars(select(Prediction).where(Prediction.job_id == job_id)).all()
+        evaluations = s.scalars(select(Evaluation).where(Evaluation.job_id == job_id)).all()
+    assert len(rows) == 12 * 3
+    assert {r.scorer for r in rows} == {"model:1", "model:2", f"ensemble:{ensemble_id}"}
+    combined = [r for r in rows if r.ensemble_id == ensemble_id and r.error is None]
+    # A vote's score is the weighted share of PNEUMONIA votes: 0, 0.4, 0.6 or 1.
+    assert all(min(abs(r.prob - v) for v in (0.0, 0.4, 0.6, 1.0)) < 1e-9 for r in combined)
+    assert len(evaluations) == 3  # each member and the ensemble on the labelled images
+
+
+def test_fit_stores_cross_fitted_validation_scores_and_stacking_weights(two_models) -> None:
+    create_ensemble("fitted", [("cnn", 1.0), ("mlp", 1.0)])
+    scores = fit_ensemble("fitted", folds=3)
+    with session_scope() as s:
+        e = s.scalars(select(Ensemble).where(Ensemble.name == "fitted")).one()
+        validations = s.scalars(
+            select(Evaluation).where(
+                Evaluation.ensemble_id == e.id, Evaluation.split == "validation"
+            )
+        ).all()
+    assert e.method == "stacking" and e.fitted_at is not None and "bias" in e.params
+    assert len(validations) == 2 and "cross-fitted over 3 patient folds" in validations[-1].dataset
+    assert scores["n"] == validations[-1].n and 0.0 < e.threshold < 1.0
+    rows = json.loads(run("report", "ensembles", "--format", "json"))
+    assert rows[0]["method"] == "stacking" and rows[0]["val_f1"] == validations[-1].f1
+
+
+def test_seed_preset_needs_every_seed_arch(two_models) -> None:
+    with pytest.raises(EnsembleError, match="no resnet50 model with the seed preset"):
+        create_seed_ensemble()
+
+
+def test_members_validated_on_different_splits_are_refused(two_models) -> None:
+    run(
+        "train",
+        "--arch",
+        "mlp",
+        "--data",
+        two_models,
+        "--epochs",
+        1,
+        "--img-size",
+        32,
+        "--seed",
+        7,
+        "--name",
+        "other-split",
+    )
+    with pytest.raises(EnsembleError, match="different data or splits"):
+        create_ensemble("mixed", [("cnn", 1), ("other-split", 1)])
+
+
+def test_cli_create_evaluate_and_report(two_models, tmp_path) -> None:
+    out = run("ensemble", "create", "duo", "--member", "cnn=0.5", "--member", "mlp=0.51")
+    assert "ensemble 1 duo: vote" in out and "validation: F1" in out
+    out = run("evaluate", "duo", "--data", _folder(tmp_path))
+    assert "scores on labelled images" in out
+    rows = json.loads(run("report", "ensembles", "--format", "json"))
+    assert [e["split"] for e in rows[0]["evaluations"]] == ["evaluation"]
+    models = json.loads(run("report", "models", "--format", "json"))
+    assert all(m["evaluations"][0]["split"] == "evaluation" for m in models)
+    bad = CliRunner().invoke(cli, ["ensemble", "create", "x", "--member", "cnn"])
+    assert bad.exit_code == 2 and "MODEL=WEIGHT" in bad.output

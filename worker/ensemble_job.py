@@ -1,0 +1,140 @@
+"""Creating and fitting ensembles over stored models, scored on their shared validation split.
+
+create_seed_ensemble("seed")        # the seed's weighted vote over the latest seed models
+fit_ensemble("fitted")              # stacking weights + balanced threshold, cross-fitted
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from sqlalchemy import select
+
+from db.queries import resolve_ensemble, resolve_model
+from db.schema import Ensemble, Model, utcnow
+from db.session import session_scope
+from db.store import save_evaluation
+from training.config import TrainConfig
+from training.data_files import LabeledImage, find_splits
+from training.ensemble import balanced_threshold, combine, cross_fitted, fit_stacking, stack
+from training.inference import score_files_multi
+from training.metrics import binary_scores
+from training.train_loop import choose_validation
+from worker.model_cache import load_bundle
+
+SEED_WEIGHTS = {"mlp": 0.5, "cnn": 0.5, "resnet50": 0.5, "googlenet": 0.51}
+
+
+class EnsembleError(ValueError):
+    """An ensemble that cannot be built as asked; the message says why."""
+
+
+def validation_items(models: list[Model]) -> tuple[list[LabeledImage], str]:
+    """The validation split every member was scored on; members must share it."""
+    configs = [TrainConfig.from_dict(m.config) for m in models]
+    data = {(m.data.get("root"), m.data.get("fingerprint")) for m in models}
+    splits = {(c.seed, c.val_fraction, c.max_images_per_class) for c in configs}
+    if len(data) > 1 or len(splits) > 1:
+        raise EnsembleError(
+            "members were validated on different data or splits (same --data, --seed, "
+            "--val-fraction and --max-per-class are needed)"
+        )
+    root = next(iter(data))[0]
+    _, val, how = choose_validation(find_splits(root), configs[0])
+    return val, f"{root} ({how})"
+
+
+def member_probabilities(model_ids: list[int], items: list[LabeledImage]):  # noqa: ANN201
+    """Members' P(PNEUMONIA) (M, N), labels (N,), patients and thresholds; unreadable dropped."""
+    bundles = [load_bundle(m) for m in model_ids]
+    probs, errors = score_files_multi(bundles, [i.path for i in items])
+    keep = [p for p in range(len(items)) if p not in errors]
+    y = torch.tensor([items[p].label for p in keep])
+    groups = [items[p].patient for p in keep]
+    return probs[:, keep], y, groups, [b.threshold for b in bundles]
+
+
+def _members(session, refs: list[tuple[str, float]]) -> list[dict[str, Any]]:  # noqa: ANN001
+    return [{"model_id": resolve_model(session, ref).id, "weight": w} for ref, w in refs]
+
+
+def create_ensemble(name: str, refs: list[tuple[str, float]], method: str = "vote") -> int:
+    """A weighted vote over the given models (ref: id, name or arch); scored on validation."""
+    if not refs:
+        raise EnsembleError("an ensemble needs at least one --member MODEL=WEIGHT")
+    with session_scope() as s:
+        if s.scalars(select(Ensemble).where(Ensemble.name == name)).first():
+            raise EnsembleError(f"an ensemble named {name!r} exists; choose another name")
+        ensemble = Ensemble(name=name, method=method, members=_members(s, refs), params={})
+        s.add(ensemble)
+        s.flush()
+        ensemble_id = ensemble.id
+    score_on_validation(ensemble_id)
+    return ensemble_id
+
+
+def create_seed_ensemble(name: str = "seed") -> int:
+    """The seed project's vote: MLP, CNN, ResNet50 0.5 and GoogLeNet 0.51, latest seed models."""
+    refs = []
+    with session_scope() as s:
+        for arch, weight in SEED_WEIGHTS.items():
+            model = s.scalars(
+                select(Model)
+                .where(Model.arch == arch, Model.preset == "seed")
+                .order_by(Model.id.desc())
+            ).first()
+            if model is None:
+                raise EnsembleError(f"no {arch} model with the seed preset; train one first")
+            refs.append((str(model.id), weight))
+    return create_ensemble(name, refs, "vote")
+
+
+def _load(name: str) -> tuple[int, list[int], list[float], str, float, float]:
+    with session_scope() as s:
+        e = resolve_ensemble(s, name)
+        ids = [m["model_id"] for m in e.members]
+        weights = [float(m["weight"]) for m in e.members]
+        return e.id, ids, weights, e.method, float(e.params.get("bias", 0.0)), e.threshold
+
+
+def _models(ids: list[int]) -> list[Model]:
+    with session_scope() as s:
+        return [s.get(Model, i) for i in ids]
+
+
+def score_on_validation(ensemble_id: int) -> dict[str, Any]:
+    """Score an ensemble as it stands on its members' validation split; store the evaluation."""
+    with session_scope() as s:
+        name = s.get(Ensemble, ensemble_id).name
+    _, ids, weights, method, bias, threshold = _load(name)
+    items, dataset = validation_items(_models(ids))
+    probs, y, _, thresholds = member_probabilities(ids, items)
+    scores = binary_scores(y, combine(method, probs, weights, thresholds, bias), threshold)
+    with session_scope() as s:
+        save_evaluation(s, "validation", dataset, scores, ensemble_id=ensemble_id)
+        s.get(Ensemble, ensemble_id).params = {"bias": bias, "validation": dataset}
+    return scores
+
+
+def fit_ensemble(name: str, folds: int = 5, seed: int = 0) -> dict[str, Any]:
+    """Stacking weights and a balanced threshold fitted on the validation split.
+
+    The stored validation scores are cross-fitted (each patient group scored by a fit that did
+    not see it); the final weights and threshold are then fitted on the whole split.
+    """
+    ensemble_id, ids, _, _, _, _ = _load(name)
+    items, dataset = validation_items(_models(ids))
+    probs, y, groups, _ = member_probabilities(ids, items)
+    oof_prob, oof_label = cross_fitted(probs, y, groups, folds, seed)
+    weights, bias = fit_stacking(probs, y)
+    threshold = balanced_threshold(y, stack(probs, weights, bias))
+    scores = binary_scores(y, oof_prob, threshold, pred=oof_label)
+    how = f"{dataset}; stacking cross-fitted over {folds} patient folds"
+    with session_scope() as s:
+        e = s.get(Ensemble, ensemble_id)
+        e.method, e.threshold, e.fitted_at = "stacking", threshold, utcnow()
+        e.members = [{"model_id": i, "weight": w} for i, w in zip(ids, weights, strict=True)]
+        e.params = {"bias": bias, "validation": how, "folds": folds, "seed": seed}
+        save_evaluation(s, "validation", how, scores, ensemble_id=ensemble_id)
+    return scores
