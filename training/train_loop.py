@@ -100,6 +100,17 @@ def choose_validation(
     return train, val, how
 
 
+def three_way_split(
+    splits: dict[str, list[LabeledImage]], config: TrainConfig
+) -> tuple[list[LabeledImage], list[LabeledImage], list[LabeledImage], str]:
+    """(train, tune, val, how): validation first, then a tuning split out of train, by patient."""
+    train, val, how = choose_validation(splits, config)
+    tune: list[LabeledImage] = []
+    if config.tune_fraction > 0:
+        train, tune = patient_split(train, config.tune_fraction, config.seed + 1)
+    return train, tune, val, how
+
+
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -183,10 +194,7 @@ class Data:
 def load_data(config: TrainConfig, data_root: str | Path) -> Data:
     """Decode train / tune / validation once; the tuning split comes out of train, by patient."""
     splits = find_splits(data_root)
-    train_items, val_items, how = choose_validation(splits, config)
-    tune_items: list[LabeledImage] = []
-    if config.tune_fraction > 0:
-        train_items, tune_items = patient_split(train_items, config.tune_fraction, config.seed + 1)
+    train_items, tune_items, val_items, how = three_way_split(splits, config)
     train, val = (Tensors.decode(x, config.img_size) for x in (train_items, val_items))
     tune = Tensors.decode(tune_items, config.img_size) if tune_items else None
     info = {
