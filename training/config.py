@@ -25,7 +25,8 @@ SEED_PRESET: dict[str, Any] = {
 
 # Beside it, what a patient-level validation split rewards: no duplicated images (the loss weighs
 # the classes instead), wider augmentation, AdamW with a cosine schedule, and a 10% patient-level
-# tuning split that picks the best epoch and a threshold balancing sensitivity and specificity.
+# tuning split that picks the best epoch and a threshold balancing sensitivity and specificity,
+# and bfloat16 autocast where the CPU or GPU runs it natively (~1.5x faster GoogLeNet here).
 # The validation split is never used to choose anything.
 TUNED_PRESET: dict[str, Any] = {
     "img_size": 64,
@@ -43,6 +44,7 @@ TUNED_PRESET: dict[str, Any] = {
     "threshold": "balanced",
     "tune_fraction": 0.1,
     "early_stopping": True,
+    "amp": True,
 }
 
 PRESETS: dict[str, dict[str, Any]] = {"seed": SEED_PRESET, "tuned": TUNED_PRESET}
@@ -75,6 +77,7 @@ class TrainConfig:
     threshold: float | str = 0.5  # a number, or "balanced" (chosen on the tuning split)
     tune_fraction: float = 0.0  # patients of train held out to pick epoch and threshold
     early_stopping: bool = False  # keep the epoch with the best tuning-split AUC
+    amp: bool = False  # bfloat16 autocast where the hardware has it natively
     seed: int = 0
     val_fraction: float = 0.2
     pretrained: bool = False

@@ -133,6 +133,20 @@ def loss_function(config: TrainConfig, labels: torch.Tensor) -> nn.Module:
     return nn.BCEWithLogitsLoss(pos_weight=(labels.numel() - n_pos) / n_pos)
 
 
+def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """bfloat16 autocast where the hardware runs it natively (AVX512-BF16/AMX CPUs, recent
+    GPUs), else None: emulated bf16 would be slower than float32."""
+    if not config.amp:
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    try:
+        native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):
+        native = False
+    return torch.bfloat16 if native else None
+
+
 def train_one_epoch(
     model: nn.Module,
     data: Tensors,
@@ -147,6 +161,7 @@ def train_one_epoch(
     model.train()
     device = next(model.parameters()).device
     loss_fn = loss_function(config, data.labels).to(device)
+    dtype = amp_dtype(config, device)
     index, flip = plan
     order = torch.randperm(index.numel(), generator=gen)
     n_batches = (order.numel() + config.batch_size - 1) // config.batch_size
@@ -155,7 +170,11 @@ def train_one_epoch(
         pick = order[b * config.batch_size : (b + 1) * config.batch_size]
         images = augment(apply_flips(data.images[index[pick]], flip[pick]), config, gen)
         target = data.labels[index[pick]].float().to(device)
-        loss = loss_fn(model(images.to(device)), target)
+        # NHWC: oneDNN trains GoogLeNet@64 ~1.3x faster on a CPU than NCHW (measured).
+        images = images.to(device).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = model(images)
+        loss = loss_fn(logits.float(), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -236,7 +255,8 @@ def fit(
     data = load_data(config, data_root)
     plan = _plan(config, data.train.labels)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = create_model(config.arch, config.img_size, config.pretrained).to(device)
+    model = create_model(config.arch, config.img_size, config.pretrained)
+    model = model.to(device, memory_format=torch.channels_last)
     batches = (plan[0].numel() + config.batch_size - 1) // config.batch_size
     optimizer = _optimizer(model, config)
     scheduler = _scheduler(optimizer, config, batches * config.epochs)

@@ -1,0 +1,175 @@
+"""Scoring throughput: cxrq's embedded path vs a plain PyTorch loop, rows written by both.
+
+    python -m benchmarks.scoring_bench [--model-db sqlite:///path/cxrq.db] [--copies 7]
+
+Folder: the 150 full-resolution X-rays linked `copies` times (1,050 by default), GoogLeNet@64.
+The model is the newest googlenet in --model-db (a trained one makes the agreement and AUC
+figures meaningful); without one, a freshly initialised GoogLeNet. Baseline: for each file,
+PIL open + convert, torchvision Resize/ToTensor/Normalize, the model on one image, one ORM row.
+Both write their rows to a fresh SQLite database; labels agree and ROC AUCs are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+from sqlalchemy import create_engine, select
+from torchvision import transforms
+
+from benchmarks.common import machine, repeated_fullres
+from training.metrics import roc_auc
+
+
+def _bundle(model_db: str | None):  # noqa: ANN202
+    """(bundle, where it came from)."""
+    from db.schema import Model
+    from training.checkpoint import ModelBundle, from_bytes
+    from training.models import create_model
+    from training.preprocess import Normalizer
+
+    if model_db:
+        with create_engine(model_db).connect() as conn:
+            row = conn.execute(
+                select(Model.weights, Model.id)
+                .where(Model.arch == "googlenet")
+                .order_by(Model.id.desc())
+            ).first()
+        if row:
+            return from_bytes(row.weights), f"trained googlenet, model {row.id} of {model_db}"
+    torch.manual_seed(0)
+    model = create_model("googlenet", 64).eval()
+    return ModelBundle(model, "googlenet", 64, Normalizer(), 0.5, {}), "untrained googlenet"
+
+
+def baseline(bundle, paths: list[str], db_url: str) -> tuple[float, list[float]]:  # noqa: ANN001
+    """The plain loop a first version would write."""
+    from db.schema import Prediction
+    from db.session import session_scope
+
+    tf = transforms.Compose(
+        [
+            transforms.Resize((bundle.img_size, bundle.img_size)),
+            transforms.ToTensor(),
+            transforms.Normalize(bundle.normalizer.mean, bundle.normalizer.std),
+        ]
+    )
+    probs = []
+    start = time.perf_counter()
+    with session_scope(db_url) as s, torch.no_grad():
+        job_id = _job(s)
+        for path in paths:
+            x = tf(Image.open(path).convert("RGB")).unsqueeze(0)
+            p = torch.sigmoid(bundle.model(x)).item()
+            probs.append(p)
+            s.add(
+                Prediction(
+                    job_id=job_id,
+                    scorer="model:1",
+                    model_id=1,
+                    path=path,
+                    prob=p,
+                    label="PNEUMONIA" if p >= bundle.threshold else "NORMAL",
+                )
+            )
+    return time.perf_counter() - start, probs
+
+
+def store_model(bundle, db_url: str) -> None:  # noqa: ANN001
+    """The benchmarked model as row 1, so cxrq's path loads it the way a worker does."""
+    from db.schema import Model
+    from db.session import session_scope
+    from training.checkpoint import sha256, to_bytes
+
+    data = to_bytes(bundle)
+    with session_scope(db_url) as s:
+        s.add(
+            Model(
+                id=1,
+                name="bench",
+                arch=bundle.arch,
+                preset="bench",
+                img_size=bundle.img_size,
+                threshold=bundle.threshold,
+                config={},
+                data={},
+                weights=data,
+                weights_sha256=sha256(data),
+                n_params=0,
+                train_seconds=0.0,
+            )
+        )
+
+
+def _job(session) -> int:  # noqa: ANN001
+    from db.store import create_job
+
+    return create_job(session, "score", {"folder": "bench"}).id
+
+
+def fast(bundle, folder: Path, db_url: str) -> tuple[float, dict[str, float]]:  # noqa: ANN001
+    """cxrq's embedded scoring: plan chunks, score, upsert rows, close the job."""
+    from db.schema import Job, Prediction
+    from db.session import session_scope
+    from worker.score_job import run_scoring_job
+    from worker.score_plan import plan_chunks
+
+    with session_scope(db_url) as s:
+        job = s.get(Job, _job(s))
+        job.model_id, job.params = 1, {"folder": str(folder)}
+        job_id = job.id
+    start = time.perf_counter()
+    chunks = plan_chunks(folder)
+    with session_scope(db_url) as s:
+        s.get(Job, job_id).progress_total = sum(map(len, chunks))
+    run_scoring_job(job_id, chunks)
+    seconds = time.perf_counter() - start
+    with session_scope(db_url) as s:
+        rows = s.execute(
+            select(Prediction.path, Prediction.prob).where(Prediction.job_id == job_id)
+        ).all()
+    return seconds, {r.path: r.prob for r in rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-db", default=None, help="database holding a trained googlenet")
+    parser.add_argument("--copies", type=int, default=7)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="cxrq-score-bench-"))
+    folder = repeated_fullres(tmp / "images", args.copies)
+    db_url = f"sqlite:///{tmp / 'bench.db'}"
+    os.environ["CXRQ_DATABASE_URL"] = db_url
+    bundle, source = _bundle(args.model_db)
+    paths = sorted(str(p) for p in folder.rglob("*.jpeg"))
+    store_model(bundle, db_url)
+    fast(bundle, folder, db_url)  # warm-up: page cache, allocator, threads
+    t_base, base_probs = baseline(bundle, paths, db_url)
+    t_fast, fast_probs = fast(bundle, folder, db_url)
+    fast_list = [fast_probs[p] for p in paths]
+    y = [0 if "/NORMAL/" in p else 1 for p in paths]
+    agree = sum(
+        (a >= bundle.threshold) == (b >= bundle.threshold)
+        for a, b in zip(base_probs, fast_list, strict=True)
+    ) / len(paths)
+    n = len(paths)
+    print(f"machine: {machine()}\nmodel: {source}\nfolder: {n} files (fullres x{args.copies})\n")
+    print("| path | seconds | images/s | ROC AUC |\n| --- | --- | --- | --- |")
+    print(
+        f"| baseline: PIL + torchvision, one image at a time, ORM rows | {t_base:.1f} | "
+        f"{n / t_base:.0f} | {roc_auc(y, base_probs):.4f} |"
+    )
+    print(
+        f"| cxrq embedded: reduced decode, batches, upserted rows | {t_fast:.1f} | "
+        f"{n / t_fast:.0f} | {roc_auc(y, fast_list):.4f} |"
+    )
+    print(f"\nspeed-up {t_base / t_fast:.2f}x; labels agree on {agree:.2%} of images")
+
+
+if __name__ == "__main__":
+    main()
