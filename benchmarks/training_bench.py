@@ -104,15 +104,17 @@ def main() -> None:
     n = len(list(root.rglob("*.jpeg")))
     print(f"machine: {machine()}\nimages per epoch: {n}\n")
     print(
-        "| arch | baseline epoch 1 img/s | cxrq epoch 1 img/s | baseline epoch 2 img/s | "
-        "cxrq epoch 2 img/s | epoch 2 speed-up |"
+        "| arch | baseline epoch 1 | cxrq epoch 1 | baseline epoch 2 | cxrq epoch 2 | "
+        "cxrq bf16 epoch 2 | speed-up fp32 / bf16 |"
     )
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for arch in args.archs.split(","):
         base, fast = baseline_epochs(arch, root), cxrq_epochs(arch, root)
+        amp = cxrq_epochs(arch, root, amp=True)
         print(
             f"| {arch} | {n / base[0]:.0f} | {n / fast[0]:.0f} | {n / base[1]:.0f} | "
-            f"{n / fast[1]:.0f} | {base[1] / fast[1]:.2f}x |",
+            f"{n / fast[1]:.0f} | {n / amp[1]:.0f} | {base[1] / fast[1]:.2f}x / "
+            f"{base[1] / amp[1]:.2f}x |",
             flush=True,
         )
 
