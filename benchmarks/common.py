@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -68,3 +71,28 @@ def store_untrained_model(arch: str = "googlenet", img_size: int = 64, seed: int
             n_params=sum(p.numel() for p in model.parameters()),
             train_seconds=0.0,
         ).id
+
+
+PG_ADMIN = os.environ.get(
+    "CXRQ_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@contextmanager
+def scratch_postgres() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one benchmark run; dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
+    from db.session import dispose_engines
+
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    name = f"cxrq_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        dispose_engines()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

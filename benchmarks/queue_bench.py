@@ -16,16 +16,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-
-from benchmarks.common import ROOT, machine, repeated_fullres, store_untrained_model
-
-POSTGRES_ADMIN = os.environ.get(
-    "CXRQ_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+from benchmarks.common import (
+    ROOT,
+    machine,
+    repeated_fullres,
+    scratch_postgres,
+    store_untrained_model,
 )
+
 REDIS = os.environ.get("CXRQ_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
@@ -131,14 +131,6 @@ def queued(model_id: int, folder: Path, chunk_size: int, layout, logs: Path) -> 
         _stop(procs)
 
 
-def _database() -> tuple[str, str]:
-    admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
-    name = f"cxrq_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    return name, admin.url.set(database=name).render_as_string(hide_password=False)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=7, help="x150 full-resolution files")
@@ -149,7 +141,11 @@ def main() -> None:
     import redis
 
     redis.Redis.from_url(REDIS).flushdb()
-    name, url = _database()
+    with scratch_postgres() as url:
+        run(args, url)
+
+
+def run(args: argparse.Namespace, url: str) -> None:
     os.environ.update(CXRQ_DATABASE_URL=url, CXRQ_BROKER_URL=REDIS)
     from db.migrate import upgrade
     from db.session import get_engine
@@ -188,10 +184,6 @@ def main() -> None:
         f"\nqueue overhead per chunk: {(tq - te) / kq * 1000:.0f} ms "
         f"(({tq:.1f} s queued - {te:.1f} s embedded) / {kq} chunks of {args.small_chunk})"
     )
-    admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
-    get_engine(url).dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 if __name__ == "__main__":

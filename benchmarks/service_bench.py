@@ -19,17 +19,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-
-from benchmarks.common import ROOT, SHARED, machine, store_untrained_model
+from benchmarks.common import ROOT, SHARED, machine, scratch_postgres, store_untrained_model
 
 CXRQ = [sys.executable, "-c", "from cli.main import cli; cli()"]
-PG_ADMIN = os.environ.get(
-    "CXRQ_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 
 
 def _median_seconds(cmd: list[str], env: dict[str, str], runs: int = 5) -> float:
@@ -133,14 +127,6 @@ def writes(db_url: str, n: int = 20000) -> tuple[float, float]:
     return fast, n / (time.perf_counter() - start)
 
 
-def _pg_database() -> tuple[str, str]:
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    name = f"cxrq_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    return name, admin.url.set(database=name).render_as_string(hide_password=False)
-
-
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="cxrq-service-bench-"))
     os.environ["CXRQ_CACHE_DIR"] = str(tmp / "cache")
@@ -150,19 +136,18 @@ def main() -> None:
         print(f"| {label} | {seconds * 1000:.0f} ms |", flush=True)
     peak = memory(f"sqlite:///{tmp / 'memory.db'}")
     print(f"| peak RSS, four models + ensemble scoring 150 full-size X-rays | {peak:.0f} MB |")
-    name, pg_url = _pg_database()
-    for label, url in (("PostgreSQL", pg_url), ("SQLite", f"sqlite:///{tmp / 'writes.db'}")):
-        fast, orm = writes(url)
-        print(
-            f"| {label}: cxrq upsert / plain ORM | {fast:,.0f} / {orm:,.0f} rows/s "
-            f"({fast / orm:.1f}x) |",
-            flush=True,
-        )
-    from db.session import dispose_engines
+    with scratch_postgres() as pg_url:
+        print_writes("PostgreSQL", pg_url)
+    print_writes("SQLite", f"sqlite:///{tmp / 'writes.db'}")
 
-    dispose_engines()
-    with create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT").connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+def print_writes(label: str, url: str) -> None:
+    fast, orm = writes(url)
+    print(
+        f"| {label}: cxrq upsert / plain ORM | {fast:,.0f} / {orm:,.0f} rows/s "
+        f"({fast / orm:.1f}x) |",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -102,11 +102,6 @@ def models_report(session: Session) -> list[dict[str, Any]]:
     """One row per model with its validation scores and every other evaluation of it."""
     rows = []
     for m in session.scalars(select(Model).order_by(Model.id)):
-        others = session.scalars(
-            select(Evaluation)
-            .where(Evaluation.model_id == m.id, Evaluation.split != "validation")
-            .order_by(Evaluation.id)
-        ).all()
         rows.append(
             {
                 "id": m.id,
@@ -119,10 +114,18 @@ def models_report(session: Session) -> list[dict[str, Any]]:
                 "train_minutes": round(m.train_seconds / 60, 2),
                 "created_at": m.created_at.isoformat(timespec="seconds"),
                 **_scores(_validation(session, m.id), "val_"),
-                "evaluations": [evaluation_row(e) for e in others],
+                "evaluations": _other_evaluations(session, Evaluation.model_id == m.id),
             }
         )
     return rows
+
+
+def _other_evaluations(session: Session, owner: Any) -> list[dict[str, Any]]:
+    """Every evaluation of one model or ensemble besides its validation scores."""
+    found = session.scalars(
+        select(Evaluation).where(owner, Evaluation.split != "validation").order_by(Evaluation.id)
+    ).all()
+    return [evaluation_row(e) for e in found]
 
 
 def evaluation_row(e: Evaluation) -> dict[str, Any]:
@@ -139,11 +142,6 @@ def ensembles_report(session: Session) -> list[dict[str, Any]]:
     """One row per ensemble: members and weights, threshold, validation and other scores."""
     rows = []
     for e in session.scalars(select(Ensemble).order_by(Ensemble.id)):
-        others = session.scalars(
-            select(Evaluation)
-            .where(Evaluation.ensemble_id == e.id, Evaluation.split != "validation")
-            .order_by(Evaluation.id)
-        ).all()
         members = ", ".join(f"{m['model_id']}={m['weight']:.3g}" for m in e.members)
         rows.append(
             {
@@ -155,7 +153,7 @@ def ensembles_report(session: Session) -> list[dict[str, Any]]:
                 "fitted_at": e.fitted_at.isoformat(timespec="seconds") if e.fitted_at else None,
                 "validation": e.params.get("validation"),
                 **_scores(_validation(session, ensemble_id=e.id), "val_"),
-                "evaluations": [evaluation_row(x) for x in others],
+                "evaluations": _other_evaluations(session, Evaluation.ensemble_id == e.id),
             }
         )
     return rows
