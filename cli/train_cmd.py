@@ -18,7 +18,9 @@ from cli.progress import ProgressBar
     type=click.Path(file_okay=False),
     help="dataset folder (train/ with NORMAL/ and PNEUMONIA/); default $CXRQ_DATA",
 )
-@click.option("--preset", default=None, help="named recipe; default: the best measured (seed)")
+@click.option(
+    "--preset", default=None, help="seed or tuned; default: the best measured on validation (tuned)"
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="training epochs")
 @click.option("--img-size", type=click.IntRange(min=16), default=None, help="input side (64)")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="batch size (32)")

@@ -49,8 +49,10 @@ TUNED_PRESET: dict[str, Any] = {
 
 PRESETS: dict[str, dict[str, Any]] = {"seed": SEED_PRESET, "tuned": TUNED_PRESET}
 # What `cxrq train --arch X` uses with no --preset: the best preset measured on the
-# patient-level validation split (see the README's results table).
-DEFAULT_PRESET = "seed"
+# patient-level validation split (README, results table): for GoogLeNet and the CNN, tuned has
+# the higher balanced accuracy ((sensitivity + specificity) / 2) and GoogLeNet the higher AUC,
+# and it trains ~6x faster. The MLP alone scored better with the seed preset.
+DEFAULT_PRESET = "tuned"
 
 
 class UnknownPresetError(KeyError):
@@ -61,7 +63,7 @@ class UnknownPresetError(KeyError):
 @dataclass(frozen=True)
 class TrainConfig:
     arch: str
-    preset: str = DEFAULT_PRESET
+    preset: str = "seed"  # the field defaults below are the seed recipe
     img_size: int = 64
     epochs: int = 8
     batch_size: int = 32

@@ -27,7 +27,19 @@ def two_models(db_url, tmp_path: Path) -> Path:
 
     data = make_dataset(tmp_path / "data", per_class=20, images_per_patient=1)
     for arch in ("cnn", "mlp"):
-        run("train", "--arch", arch, "--data", data, "--epochs", 1, "--img-size", 32)
+        run(
+            "train",
+            "--arch",
+            arch,
+            "--data",
+            data,
+            "--epochs",
+            1,
+            "--img-size",
+            32,
+            "--preset",
+            "seed",
+        )
     return data
 
 
