@@ -19,7 +19,7 @@ HEADER = (
 
 def _cells(row: dict) -> str:
     keys = ("f1", "precision", "sensitivity", "specificity", "accuracy", "roc_auc", "threshold")
-    return " | ".join(f"{row['val_' + k]:.3f}" for k in keys)
+    return " | ".join(f"{row['val_' + k]:.4f}" for k in keys)
 
 
 def main() -> None:
