@@ -41,7 +41,7 @@ def score(folder: Path, model_ref: str | None, chunk_size: int, wait: bool) -> N
 
 
 def _create_job(
-    folder: Path, model_ref: str | None, chunks: list[list[str]], evaluate: bool
+    folder: Path, model_ref: str | None, chunks: list[list[str]], chunk_size: int, evaluate: bool
 ) -> int:
     from db.queries import resolve_scorer
     from db.schema import Model
@@ -49,7 +49,7 @@ def _create_job(
     from db.store import create_job
 
     n_images = sum(len(c) for c in chunks)
-    params = {"folder": str(folder), "chunk_size": len(chunks[0]), "evaluate": evaluate}
+    params = {"folder": str(folder), "chunk_size": chunk_size, "evaluate": evaluate}
     with session_scope() as s:
         scorer = resolve_scorer(s, model_ref)
         if isinstance(scorer, Model):
@@ -85,7 +85,7 @@ def _score(
     queued = dispatch.is_queued()
     if queued:
         dispatch.check_broker()  # before any row exists: nothing half-written
-    job_id = _create_job(folder, model_ref, chunks, evaluate)
+    job_id = _create_job(folder, model_ref, chunks, chunk_size, evaluate)
     if queued:
         enqueue(job_id, lambda: dispatch.submit_scoring(job_id, chunks))
         click.echo(f"queued {len(chunks)} chunks; follow with: cxrq status {job_id}")
