@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -37,29 +36,6 @@ def predict_proba(
         out.append(torch.sigmoid(model(batch).float()).cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
-
-
-@dataclass(frozen=True)
-class ImageScore:
-    path: str
-    prob: float | None  # None when the image could not be read
-    label: int | None
-    error: str | None = None
-
-
-def score_files(
-    bundle: ModelBundle, paths: Sequence[str | os.PathLike], batch_size: int = 256
-) -> list[ImageScore]:
-    """Score files in order; an unreadable file becomes an ImageScore with its error."""
-    probs, errors = score_files_multi([bundle], paths, batch_size)
-    results = []
-    for pos, path in enumerate(paths):
-        if pos in errors:
-            results.append(ImageScore(str(path), None, None, errors[pos]))
-        else:
-            prob = float(probs[0, pos])
-            results.append(ImageScore(str(path), prob, int(prob >= bundle.threshold)))
-    return results
 
 
 def score_files_multi(
