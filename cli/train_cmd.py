@@ -22,9 +22,18 @@ from cli.progress import ProgressBar
     "--preset", default=None, help="seed or tuned; default: the best measured on validation (tuned)"
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="training epochs")
-@click.option("--img-size", type=click.IntRange(min=16), default=None, help="input side (64)")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="batch size (32)")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Adam lr")
+@click.option(
+    "--img-size", type=click.IntRange(min=16), default=None, help="input side (preset: 64)"
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="batch size (preset: 32 seed, 64 tuned)",
+)
+@click.option(
+    "--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="learning rate (preset)"
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="split and init seed")
 @click.option(
     "--val-fraction",
