@@ -1,32 +1,15 @@
-"""Turning the errors a user can fix into one line and a non-zero exit, without a traceback."""
+"""Turning the errors a user can fix into one line and a non-zero exit, without a traceback.
+
+Each package marks such exception classes with `user_error = True`; the CLI needs no list of
+them, so a new one cannot be forgotten here.
+"""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
-
-# (module, class): looked up only in modules already imported, so naming them costs nothing
-# at start-up; an error class whose module was never imported cannot have been raised.
-_USER_ERRORS = (
-    ("db.session", "DatabaseError"),
-    ("db.store", "NotFoundError"),
-    ("training.data_files", "DataLayoutError"),
-    ("training.models", "UnknownModelError"),
-    ("training.config", "UnknownPresetError"),
-    ("training.train_loop", "TrainingDataError"),
-    ("worker.dispatch", "BrokerError"),
-)
-
-
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    found = []
-    for module, name in _USER_ERRORS:
-        if module in sys.modules and hasattr(sys.modules[module], name):
-            found.append(getattr(sys.modules[module], name))
-    return tuple(found)
 
 
 @contextmanager
@@ -36,6 +19,6 @@ def friendly_errors() -> Iterator[None]:
     except click.ClickException:
         raise
     except Exception as exc:
-        if isinstance(exc, _user_error_types()):
+        if getattr(type(exc), "user_error", False):
             raise click.ClickException(str(exc)) from None
         raise

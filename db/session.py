@@ -28,6 +28,8 @@ _engines: dict[str, Engine] = {}
 class DatabaseError(RuntimeError):
     """The database can't be used; the message is one line that says what to do."""
 
+    user_error = True  # the CLI prints str(exc) as one line, no traceback
+
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 (DB-API objects)
     cur = dbapi_conn.cursor()

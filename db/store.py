@@ -30,6 +30,8 @@ SCORE_COLUMNS = (
 
 
 class NotFoundError(LookupError):
+    user_error = True  # the CLI prints str(exc) as one line, no traceback
+
     def __str__(self) -> str:
         return str(self.args[0])
 

@@ -56,6 +56,8 @@ DEFAULT_PRESET = "tuned"
 
 
 class UnknownPresetError(KeyError):
+    user_error = True  # the CLI prints str(exc) as one line, no traceback
+
     def __str__(self) -> str:
         return str(self.args[0])
 

@@ -26,6 +26,8 @@ _IM = re.compile(r"(?:^|-)IM-(\d+)", re.IGNORECASE)
 class DataLayoutError(ValueError):
     """The folder is not a dataset cxrq understands."""
 
+    user_error = True  # the CLI prints str(exc) as one line, no traceback
+
 
 @dataclass(frozen=True)
 class LabeledImage:

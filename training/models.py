@@ -15,6 +15,8 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 
 class UnknownModelError(KeyError):
+    user_error = True  # the CLI prints str(exc) as one line, no traceback
+
     def __str__(self) -> str:
         return str(self.args[0])
 

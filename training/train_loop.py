@@ -42,6 +42,8 @@ class TrainingCancelled(Exception):
 
 
 class TrainingDataError(ValueError):
+    user_error = True  # the CLI prints str(exc) as one line, no traceback
+
     pass
 
 

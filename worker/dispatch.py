@@ -11,6 +11,8 @@ from worker.progress import ProgressFn
 class BrokerError(RuntimeError):
     """The queue can't be used; the message is one line that says what to do."""
 
+    user_error = True  # the CLI prints str(exc) as one line, no traceback
+
 
 def is_queued() -> bool:
     return get_settings().broker_url is not None

@@ -29,6 +29,8 @@ SEED_WEIGHTS = {"mlp": 0.5, "cnn": 0.5, "resnet50": 0.5, "googlenet": 0.51}
 class EnsembleError(ValueError):
     """An ensemble that cannot be built as asked; the message says why."""
 
+    user_error = True  # the CLI prints str(exc) as one line, no traceback
+
 
 def validation_items(models: list[Model]) -> tuple[list[LabeledImage], str]:
     """The validation split every member was scored on; members must share it."""

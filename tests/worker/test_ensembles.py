@@ -117,3 +117,9 @@ def test_cli_create_evaluate_and_report(two_models, tmp_path) -> None:
     assert all(m["evaluations"][0]["split"] == "evaluation" for m in models)
     bad = CliRunner().invoke(cli, ["ensemble", "create", "x", "--member", "cnn"])
     assert bad.exit_code == 2 and "MODEL=WEIGHT" in bad.output
+
+
+def test_ensemble_errors_are_one_line_at_the_cli(two_models) -> None:
+    result = CliRunner().invoke(cli, ["ensemble", "create", "s", "--preset", "seed"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "no resnet50 model with the seed preset" in result.output
