@@ -22,6 +22,7 @@ from training.inference import score_files_multi
 from training.metrics import binary_scores
 from training.train_loop import choose_validation
 from worker.model_cache import load_bundle
+from worker.scorers import ensemble_scorer
 
 SEED_WEIGHTS = {"mlp": 0.5, "cnn": 0.5, "resnet50": 0.5, "googlenet": 0.51}
 
@@ -92,14 +93,6 @@ def create_seed_ensemble(name: str = "seed") -> int:
     return create_ensemble(name, refs, "vote")
 
 
-def _load(name: str) -> tuple[int, list[int], list[float], str, float, float]:
-    with session_scope() as s:
-        e = resolve_ensemble(s, name)
-        ids = [m["model_id"] for m in e.members]
-        weights = [float(m["weight"]) for m in e.members]
-        return e.id, ids, weights, e.method, float(e.params.get("bias", 0.0)), e.threshold
-
-
 def _models(ids: list[int]) -> list[Model]:
     with session_scope() as s:
         return [s.get(Model, i) for i in ids]
@@ -108,14 +101,14 @@ def _models(ids: list[int]) -> list[Model]:
 def score_on_validation(ensemble_id: int) -> dict[str, Any]:
     """Score an ensemble as it stands on its members' validation split; store the evaluation."""
     with session_scope() as s:
-        name = s.get(Ensemble, ensemble_id).name
-    _, ids, weights, method, bias, threshold = _load(name)
-    items, dataset = validation_items(_models(ids))
-    probs, y, _, thresholds = member_probabilities(ids, items)
-    scores = binary_scores(y, combine(method, probs, weights, thresholds, bias), threshold)
+        e = ensemble_scorer(s.get(Ensemble, ensemble_id))
+    items, dataset = validation_items(_models(e.model_ids))
+    probs, y, _, thresholds = member_probabilities(e.model_ids, items)
+    combined = combine(e.method, probs, e.weights, thresholds, e.bias)
+    scores = binary_scores(y, combined, e.threshold)
     with session_scope() as s:
         save_evaluation(s, "validation", dataset, scores, ensemble_id=ensemble_id)
-        s.get(Ensemble, ensemble_id).params = {"bias": bias, "validation": dataset}
+        s.get(Ensemble, ensemble_id).params = {"bias": e.bias, "validation": dataset}
     return scores
 
 
@@ -125,7 +118,9 @@ def fit_ensemble(name: str, folds: int = 5, seed: int = 0) -> dict[str, Any]:
     The stored validation scores are cross-fitted (each patient group scored by a fit that did
     not see it); the final weights and threshold are then fitted on the whole split.
     """
-    ensemble_id, ids, _, _, _, _ = _load(name)
+    with session_scope() as s:
+        e = resolve_ensemble(s, name)
+        ensemble_id, ids = e.id, [m["model_id"] for m in e.members]
     items, dataset = validation_items(_models(ids))
     probs, y, groups, _ = member_probabilities(ids, items)
     oof_prob, oof_label = cross_fitted(probs, y, groups, folds, seed)
