@@ -68,7 +68,13 @@ def create(name: str, members: tuple[str, ...], preset: str | None) -> None:
     show_default=True,
     help="patient folds for the honest (cross-fitted) validation scores",
 )
-def fit(name: str, folds: int) -> None:
+@click.option(
+    "--select/--no-select",
+    default=False,
+    show_default=True,
+    help="keep only members that raise the cross-fitted AUC (selected inside each fold too)",
+)
+def fit(name: str, folds: int, select: bool) -> None:
     """Fit member weights (stacking) and a balanced threshold on the validation split.
 
     Example: cxrq ensemble fit mine
@@ -78,7 +84,7 @@ def fit(name: str, folds: int) -> None:
         from db.session import session_scope
         from worker import ensemble_job
 
-        ensemble_job.fit_ensemble(name, folds)
+        ensemble_job.fit_ensemble(name, folds, select=select)
         with session_scope() as s:
             ensemble_id = resolve_ensemble(s, name).id
         _print(ensemble_id, name)

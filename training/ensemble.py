@@ -7,7 +7,8 @@
   calibrates and weights in one step. `fit_stacking` fits w, b with a small L2 penalty.
 - `balanced_threshold`: the cut that maximises sensitivity + specificity (Youden's J), so the
   threshold is not tuned for accuracy on a 74% PNEUMONIA split.
-- `cross_fitted`: honest scores for a fitted ensemble, out-of-fold by patient group.
+
+Fitting on a split and scoring it honestly (cross-fitting, member selection): `ensemble_fit`.
 """
 
 from __future__ import annotations
@@ -85,30 +86,6 @@ def balanced_threshold(y: torch.Tensor, prob: torch.Tensor) -> float:
     # Place the cut between the chosen score and the next lower one, not on a sample.
     lower = p[p < best]
     return float((best + lower.max()) / 2) if lower.numel() else float(best)
-
-
-def group_folds(groups: Sequence[str], k: int, seed: int) -> list[torch.Tensor]:
-    """k boolean masks over the samples; every group (patient) sits in exactly one fold."""
-    unique = sorted(set(groups))
-    order = torch.randperm(len(unique), generator=torch.Generator().manual_seed(seed)).tolist()
-    fold_of = {unique[i]: rank % k for rank, i in enumerate(order)}
-    ids = torch.tensor([fold_of[g] for g in groups])
-    return [ids == f for f in range(k)]
-
-
-def cross_fitted(
-    probs: torch.Tensor, y: torch.Tensor, groups: Sequence[str], k: int = 5, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Out-of-fold stacked probabilities and labels: each fold is predicted by weights and a
-    threshold fitted on the other folds, so the scores are not fitted to what they measure."""
-    oof_prob = torch.empty(y.numel(), dtype=torch.float64)
-    oof_label = torch.empty(y.numel(), dtype=torch.long)
-    for held in group_folds(groups, k, seed):
-        weights, bias = fit_stacking(probs[:, ~held], y[~held])
-        threshold = balanced_threshold(y[~held], stack(probs[:, ~held], weights, bias))
-        oof_prob[held] = stack(probs[:, held], weights, bias)
-        oof_label[held] = (oof_prob[held] >= threshold).long()
-    return oof_prob, oof_label
 
 
 def combine(

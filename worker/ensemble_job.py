@@ -17,7 +17,8 @@ from db.session import session_scope
 from db.store import save_evaluation
 from training.config import TrainConfig
 from training.data_files import LabeledImage, find_splits
-from training.ensemble import balanced_threshold, combine, cross_fitted, fit_stacking, stack
+from training.ensemble import combine
+from training.ensemble_fit import cross_fitted, fit_stack
 from training.inference import score_files_multi
 from training.metrics import binary_scores
 from training.train_loop import choose_validation
@@ -112,26 +113,35 @@ def score_on_validation(ensemble_id: int) -> dict[str, Any]:
     return scores
 
 
-def fit_ensemble(name: str, folds: int = 5, seed: int = 0) -> dict[str, Any]:
-    """Stacking weights and a balanced threshold fitted on the validation split.
+def fit_ensemble(name: str, folds: int = 5, seed: int = 0, select: bool = False) -> dict[str, Any]:
+    """Stacking weights and a balanced threshold fitted on the validation split; with `select`,
+    only the members that raise the cross-fitted AUC are kept (the others are dropped).
 
-    The stored validation scores are cross-fitted (each patient group scored by a fit that did
-    not see it); the final weights and threshold are then fitted on the whole split.
+    The stored validation scores are cross-fitted (each patient group scored by a fit, member
+    selection included, that did not see it); the final fit then uses the whole split.
     """
     with session_scope() as s:
         e = resolve_ensemble(s, name)
         ensemble_id, ids = e.id, [m["model_id"] for m in e.members]
     items, dataset = validation_items(_models(ids))
     probs, y, groups, _ = member_probabilities(ids, items)
-    oof_prob, oof_label = cross_fitted(probs, y, groups, folds, seed)
-    weights, bias = fit_stacking(probs, y)
-    threshold = balanced_threshold(y, stack(probs, weights, bias))
-    scores = binary_scores(y, oof_prob, threshold, pred=oof_label)
-    how = f"{dataset}; stacking cross-fitted over {folds} patient folds"
+    oof_prob, oof_label, fold_fits = cross_fitted(probs, y, groups, folds, seed, select)
+    fit = fit_stack(probs, y, groups, select, folds, seed)
+    scores = binary_scores(y, oof_prob, fit.threshold, pred=oof_label)
+    how = "stacking with member selection" if select else "stacking"
+    params = {
+        "bias": fit.bias,
+        "validation": f"{dataset}; {how} cross-fitted over {folds} patient folds",
+        "folds": folds,
+        "seed": seed,
+    }
+    if select:
+        params["dropped"] = [i for n, i in enumerate(ids) if n not in fit.members]
+        params["kept_per_fold"] = [[ids[n] for n in f.members] for f in fold_fits]
     with session_scope() as s:
         e = s.get(Ensemble, ensemble_id)
-        e.method, e.threshold, e.fitted_at = "stacking", threshold, utcnow()
-        e.members = [{"model_id": i, "weight": w} for i, w in zip(ids, weights, strict=True)]
-        e.params = {"bias": bias, "validation": how, "folds": folds, "seed": seed}
-        save_evaluation(s, "validation", how, scores, ensemble_id=ensemble_id)
+        e.method, e.threshold, e.fitted_at, e.params = "stacking", fit.threshold, utcnow(), params
+        kept = [ids[n] for n in fit.members]
+        e.members = [{"model_id": i, "weight": w} for i, w in zip(kept, fit.weights, strict=True)]
+        save_evaluation(s, "validation", params["validation"], scores, ensemble_id=ensemble_id)
     return scores

@@ -4,9 +4,7 @@ import torch
 from training.ensemble import (
     balanced_threshold,
     combine,
-    cross_fitted,
     fit_stacking,
-    group_folds,
     stack,
     weighted_vote,
 )
@@ -60,21 +58,3 @@ def test_balanced_threshold_maximises_sensitivity_plus_specificity() -> None:
     # Cutting at 0.7 gives sens 4/5 + spec 3/3; at 0.5 gives 5/5 + 2/3 (1.67 < 1.8).
     t = balanced_threshold(y, p)
     assert 0.6 < t <= 0.7
-
-
-def test_folds_keep_each_patient_in_one_fold() -> None:
-    groups = [f"p{i // 3}" for i in range(30)]
-    folds = group_folds(groups, 5, seed=1)
-    assert torch.stack(folds).sum(0).tolist() == [1] * 30
-    for fold in folds:
-        inside = {g for g, m in zip(groups, fold.tolist(), strict=True) if m}
-        outside = {g for g, m in zip(groups, fold.tolist(), strict=True) if not m}
-        assert not inside & outside
-
-
-def test_cross_fitted_predicts_every_sample_out_of_fold() -> None:
-    probs, y = _members(300)
-    groups = [str(i) for i in range(300)]
-    oof_prob, oof_label = cross_fitted(probs, y, groups, k=5)
-    assert oof_prob.shape == (300,) and not torch.isnan(oof_prob).any()
-    assert ((oof_label == y).double().mean()) > 0.8

@@ -81,6 +81,21 @@ def test_fit_stores_cross_fitted_validation_scores_and_stacking_weights(two_mode
     assert rows[0]["method"] == "stacking" and rows[0]["val_f1"] == validations[-1].f1
 
 
+def test_fit_with_selection_keeps_a_subset_and_records_each_fold(two_models) -> None:
+    run("ensemble", "create", "picked", "--member", "cnn=1", "--member", "mlp=1")
+    out = run("ensemble", "fit", "picked", "--folds", 3, "--select")
+    with session_scope() as s:
+        e = s.scalars(select(Ensemble).where(Ensemble.name == "picked")).one()
+        dataset = s.scalars(
+            select(Evaluation.dataset).where(Evaluation.ensemble_id == e.id).order_by(Evaluation.id)
+        ).all()[-1]
+    kept = [m["model_id"] for m in e.members]
+    assert kept and sorted(kept + e.params["dropped"]) == [1, 2]
+    assert len(e.params["kept_per_fold"]) == 3 and all(e.params["kept_per_fold"])
+    assert "member selection cross-fitted over 3 patient folds" in dataset
+    assert f"members {kept[0]}=" in out
+
+
 def test_seed_preset_needs_every_seed_arch(two_models) -> None:
     with pytest.raises(EnsembleError, match="no resnet50 model with the seed preset"):
         create_seed_ensemble()
