@@ -81,6 +81,7 @@ ENSEMBLE_CSV = (
     "val_n",
     "fitted_at",
     "validation",
+    "dropped",
 )
 
 

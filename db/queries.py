@@ -149,6 +149,7 @@ def ensembles_report(session: Session) -> list[dict[str, Any]]:
                 "name": e.name,
                 "method": e.method,
                 "members": members,
+                "dropped": ", ".join(str(i) for i in e.params.get("dropped", [])),
                 "threshold": e.threshold,
                 "fitted_at": e.fitted_at.isoformat(timespec="seconds") if e.fitted_at else None,
                 "validation": e.params.get("validation"),

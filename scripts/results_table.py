@@ -22,6 +22,15 @@ def _cells(row: dict) -> str:
     return " | ".join(f"{row['val_' + k]:.4f}" for k in keys)
 
 
+def _ensemble_command(e: dict) -> str:
+    """create + fit with every member the ensemble was created with (dropped ones included)."""
+    ids = [m.split("=")[0] for m in e["members"].split(", ")]
+    ids += [i for i in e["dropped"].split(", ") if i]
+    members = " ".join(f"--member {i}=1" for i in sorted(ids, key=int))
+    select = " --select" if "member selection" in (e["validation"] or "") else ""
+    return f"`cxrq ensemble create {e['name']} {members} && cxrq ensemble fit {e['name']}{select}`"
+
+
 def main() -> None:
     with session_scope() as s:
         models, ensembles = models_report(s), ensembles_report(s)
@@ -36,10 +45,7 @@ def main() -> None:
         if e["method"] == "vote" and e["name"] == "seed":
             command = "`cxrq ensemble create seed --preset seed`"
         else:
-            members = " ".join(f"--member {m.split('=')[0]}=1" for m in e["members"].split(", "))
-            command = (
-                f"`cxrq ensemble create {e['name']} {members} && cxrq ensemble fit {e['name']}`"
-            )
+            command = _ensemble_command(e)
         print(
             f"| ensemble {e['name']} ({e['method']}: {e['members']}) | - | {_cells(e)} | - | "
             f"{command} |"

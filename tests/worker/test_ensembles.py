@@ -94,6 +94,8 @@ def test_fit_with_selection_keeps_a_subset_and_records_each_fold(two_models) -> 
     assert len(e.params["kept_per_fold"]) == 3 and all(e.params["kept_per_fold"])
     assert "member selection cross-fitted over 3 patient folds" in dataset
     assert f"members {kept[0]}=" in out
+    row = json.loads(run("report", "ensembles", "--format", "json"))[-1]
+    assert row["dropped"] == ", ".join(str(i) for i in e.params["dropped"])
 
 
 def test_seed_preset_needs_every_seed_arch(two_models) -> None:
