@@ -1,0 +1,19 @@
+from scripts.results_table import _ensemble_command
+
+
+def test_a_selected_ensemble_is_recreated_with_its_dropped_members() -> None:
+    row = {
+        "name": "picked",
+        "members": "8=0.25, 2=0.59",
+        "dropped": "1, 10",
+        "validation": "… ; stacking with member selection cross-fitted over 5 patient folds",
+    }
+    assert _ensemble_command(row) == (
+        "`cxrq ensemble create picked --member 1=1 --member 2=1 --member 8=1 --member 10=1"
+        " && cxrq ensemble fit picked --select`"
+    )
+
+
+def test_a_plain_fit_has_no_select_flag() -> None:
+    row = {"name": "f", "members": "1=0.5, 2=0.5", "dropped": "", "validation": "stacking"}
+    assert _ensemble_command(row).endswith("cxrq ensemble fit f`")
