@@ -36,6 +36,13 @@ from cli.progress import ProgressBar
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="split and init seed")
 @click.option(
+    "--init-seed",
+    type=int,
+    default=None,
+    help="seed of weights, batch order and augmentation only (default: --seed); "
+    "another run on the same split, e.g. for ensemble members",
+)
+@click.option(
     "--val-fraction",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
     default=None,

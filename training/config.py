@@ -82,10 +82,16 @@ class TrainConfig:
     tune_fraction: float = 0.0  # patients of train held out to pick epoch and threshold
     early_stopping: bool = False  # keep the epoch with the best tuning-split AUC
     amp: bool = False  # bfloat16 autocast where the hardware has it natively
-    seed: int = 0
+    seed: int = 0  # the validation/tuning split, and the run unless init_seed is set
+    init_seed: int | None = None  # weights, batch order, augmentation; same split, other run
     val_fraction: float = 0.2
     pretrained: bool = False
     max_images_per_class: int = 0  # 0 = all; a cap for quick runs and tests
+
+    @property
+    def run_seed(self) -> int:
+        """Seed of everything random in a run except the split."""
+        return self.seed if self.init_seed is None else self.init_seed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

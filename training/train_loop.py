@@ -232,7 +232,7 @@ def load_data(config: TrainConfig, data_root: str | Path) -> Data:
 
 def _plan(config: TrainConfig, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if config.balance == "flip":
-        return balance_with_flips(labels, config.seed)
+        return balance_with_flips(labels, config.run_seed)
     return torch.arange(labels.numel()), torch.zeros_like(labels)
 
 
@@ -253,7 +253,7 @@ def fit(
 ) -> TrainResult:
     """Train `config.arch` on data_root's train split; score validation (and test/ if present)."""
     started = time.perf_counter()
-    gen = seed_everything(config.seed)
+    gen = seed_everything(config.run_seed)
     data = load_data(config, data_root)
     plan = _plan(config, data.train.labels)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -32,6 +32,16 @@ def test_same_seed_gives_the_same_model(tiny_dataset: Path) -> None:
         assert torch.equal(p, q), name
 
 
+def test_init_seed_changes_the_run_but_not_the_split(tiny_dataset: Path) -> None:
+    a = fit(_config(seed=5, epochs=1), tiny_dataset)
+    b = fit(_config(seed=5, epochs=1, init_seed=6), tiny_dataset)
+    assert a.data["fingerprint"] == b.data["fingerprint"] and a.data["n_val"] == b.data["n_val"]
+    assert a.data["validation"] == b.data["validation"]
+    first = next(iter(a.bundle.model.state_dict().values()))
+    assert not torch.equal(first, next(iter(b.bundle.model.state_dict().values())))
+    assert make_config("cnn", seed=5).run_seed == 5 and _config(init_seed=6).run_seed == 6
+
+
 def test_a_test_folder_is_scored_too(tiny_dataset: Path) -> None:
     make_xray(tiny_dataset / "test" / "NORMAL" / "IM-0900-0001.jpeg", False, 7)
     make_xray(tiny_dataset / "test" / "PNEUMONIA" / "person900_virus_1.jpeg", True, 8)
