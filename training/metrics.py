@@ -86,3 +86,35 @@ def binary_scores(
         "threshold": float(threshold),
         "n": int(y.numel()),
     }
+
+
+def paired_auc_bootstrap(
+    y: torch.Tensor,
+    prob_a: torch.Tensor,
+    prob_b: torch.Tensor,
+    groups: Sequence[str],
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """AUC(a) - AUC(b) with a 95% interval from resampling patients (groups) with replacement,
+    both scorers on the same resample, and the share of resamples where a is at least b."""
+    patients = sorted(set(groups))
+    rows: dict[str, list[int]] = {p: [] for p in patients}
+    for i, g in enumerate(groups):
+        rows[g].append(i)
+    gen = torch.Generator().manual_seed(seed)
+    diffs = []
+    for _ in range(n_boot):
+        pick = torch.randint(len(patients), (len(patients),), generator=gen).tolist()
+        ix = torch.tensor([i for p in pick for i in rows[patients[p]]])
+        if y[ix].min() == y[ix].max():
+            continue  # one class only: AUC undefined on this resample
+        diffs.append(roc_auc(y[ix], prob_a[ix]) - roc_auc(y[ix], prob_b[ix]))
+    d = torch.tensor(diffs, dtype=torch.float64)
+    low, high = torch.quantile(d, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return {
+        "diff": roc_auc(y, prob_a) - roc_auc(y, prob_b),
+        "low": low,
+        "high": high,
+        "p_a_at_least_b": float((d >= 0).double().mean()),
+    }

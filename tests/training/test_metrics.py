@@ -1,8 +1,9 @@
 import math
 
 import pytest
+import torch
 
-from training.metrics import binary_scores, roc_auc
+from training.metrics import binary_scores, paired_auc_bootstrap, roc_auc
 
 
 def test_scores_match_a_hand_computed_confusion_matrix() -> None:
@@ -39,3 +40,17 @@ def test_degenerate_inputs_do_not_divide_by_zero() -> None:
     assert math.isnan(s["roc_auc"])
     with pytest.raises(ValueError, match="3 labels but 2"):
         binary_scores([1, 0, 1], [0.1, 0.2])
+
+
+def test_paired_bootstrap_brackets_a_real_difference_and_an_equal_one() -> None:
+    g = torch.Generator().manual_seed(0)
+    y = (torch.rand(400, generator=g) < 0.6).long()
+    sign = (y * 2 - 1).double()
+    sharp = torch.sigmoid(sign * 2 + torch.randn(400, generator=g, dtype=torch.float64))
+    blunt = torch.sigmoid(sign * 0.5 + torch.randn(400, generator=g, dtype=torch.float64))
+    groups = [str(i // 2) for i in range(400)]
+    better = paired_auc_bootstrap(y, sharp, blunt, groups, n_boot=300)
+    assert better["low"] > 0 and better["p_a_at_least_b"] == 1.0
+    assert better["diff"] == pytest.approx(roc_auc(y, sharp) - roc_auc(y, blunt))
+    same = paired_auc_bootstrap(y, sharp, sharp * 0.5, groups, n_boot=50)  # same ranking
+    assert same["diff"] == 0 and same["low"] == same["high"] == 0

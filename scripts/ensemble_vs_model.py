@@ -1,0 +1,46 @@
+"""Is a fitted ensemble's honest AUC above a single model's? A paired patient bootstrap.
+
+Recomputes the ensemble's cross-fitted validation probabilities exactly as `cxrq ensemble fit`
+did (same members, folds, seed and selection), scores the model on the same images, and
+resamples patients with replacement to put a 95% interval on AUC(ensemble) - AUC(model).
+
+    CXRQ_DATABASE_URL=sqlite:///results.db python scripts/ensemble_vs_model.py cnn-seeds 2
+"""
+
+from __future__ import annotations
+
+import sys
+
+from db.queries import resolve_ensemble, resolve_model
+from db.schema import Model
+from db.session import session_scope
+from training.ensemble_fit import cross_fitted
+from training.metrics import paired_auc_bootstrap
+from worker.ensemble_job import member_probabilities, validation_items
+
+
+def main(ensemble_ref: str, model_ref: str) -> None:
+    with session_scope() as s:
+        e = resolve_ensemble(s, ensemble_ref)
+        if e.method != "stacking":
+            sys.exit(f"ensemble {e.name!r} is not fitted; run cxrq ensemble fit {e.name} first")
+        # Members in creation order (ascending ids here), dropped ones included.
+        ids = sorted([m["model_id"] for m in e.members] + e.params.get("dropped", []))
+        folds, seed = e.params["folds"], e.params["seed"]
+        select = "member selection" in e.params["validation"]
+        model_id = resolve_model(s, model_ref).id
+        items, _ = validation_items([s.get(Model, i) for i in [*ids, model_id]])
+    probs, y, groups, _ = member_probabilities([*ids, model_id], items)
+    oof, _, _ = cross_fitted(probs[:-1], y, groups, folds, seed, select)
+    result = paired_auc_bootstrap(y, oof, probs[-1], groups)
+    print(
+        f"AUC({e.name}) - AUC(model {model_id}) = {result['diff']:+.5f}, 95% patient-bootstrap "
+        f"interval [{result['low']:+.5f}, {result['high']:+.5f}], "
+        f"ensemble >= model in {result['p_a_at_least_b']:.0%} of 2000 resamples"
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    main(sys.argv[1], sys.argv[2])
