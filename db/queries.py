@@ -143,13 +143,15 @@ def ensembles_report(session: Session) -> list[dict[str, Any]]:
     rows = []
     for e in session.scalars(select(Ensemble).order_by(Ensemble.id)):
         members = ", ".join(f"{m['model_id']}={m['weight']:.3g}" for m in e.members)
+        kept = {m["model_id"] for m in e.members}
+        dropped = [i for i in e.params.get("candidates", []) if i not in kept]
         rows.append(
             {
                 "id": e.id,
                 "name": e.name,
                 "method": e.method,
                 "members": members,
-                "dropped": ", ".join(str(i) for i in e.params.get("dropped", [])),
+                "dropped": ", ".join(str(i) for i in dropped),
                 "threshold": e.threshold,
                 "fitted_at": e.fitted_at.isoformat(timespec="seconds") if e.fitted_at else None,
                 "validation": e.params.get("validation"),

@@ -24,8 +24,7 @@ def main(ensemble_ref: str, model_ref: str) -> None:
         e = resolve_ensemble(s, ensemble_ref)
         if e.method != "stacking":
             sys.exit(f"ensemble {e.name!r} is not fitted; run cxrq ensemble fit {e.name} first")
-        # Members in creation order (ascending ids here), dropped ones included.
-        ids = sorted([m["model_id"] for m in e.members] + e.params.get("dropped", []))
+        ids = e.params.get("candidates") or [m["model_id"] for m in e.members]
         folds, seed = e.params["folds"], e.params["seed"]
         select = "member selection" in e.params["validation"]
         model_id = resolve_model(s, model_ref).id

@@ -122,7 +122,8 @@ def fit_ensemble(name: str, folds: int = 5, seed: int = 0, select: bool = False)
     """
     with session_scope() as s:
         e = resolve_ensemble(s, name)
-        ensemble_id, ids = e.id, [m["model_id"] for m in e.members]
+        # A refit weighs every model the ensemble was created with, dropped ones included.
+        ensemble_id, ids = e.id, e.params.get("candidates") or [m["model_id"] for m in e.members]
     items, dataset = validation_items(_models(ids))
     probs, y, groups, _ = member_probabilities(ids, items)
     oof_prob, oof_label, fold_fits = cross_fitted(probs, y, groups, folds, seed, select)
@@ -134,9 +135,9 @@ def fit_ensemble(name: str, folds: int = 5, seed: int = 0, select: bool = False)
         "validation": f"{dataset}; {how} cross-fitted over {folds} patient folds",
         "folds": folds,
         "seed": seed,
+        "candidates": ids,
     }
     if select:
-        params["dropped"] = [i for n, i in enumerate(ids) if n not in fit.members]
         params["kept_per_fold"] = [[ids[n] for n in f.members] for f in fold_fits]
     with session_scope() as s:
         e = s.get(Ensemble, ensemble_id)

@@ -90,12 +90,19 @@ def test_fit_with_selection_keeps_a_subset_and_records_each_fold(two_models) -> 
             select(Evaluation.dataset).where(Evaluation.ensemble_id == e.id).order_by(Evaluation.id)
         ).all()[-1]
     kept = [m["model_id"] for m in e.members]
-    assert kept and sorted(kept + e.params["dropped"]) == [1, 2]
+    assert kept and set(kept) <= {1, 2} and e.params["candidates"] == [1, 2]
     assert len(e.params["kept_per_fold"]) == 3 and all(e.params["kept_per_fold"])
     assert "member selection cross-fitted over 3 patient folds" in dataset
     assert f"members {kept[0]}=" in out
     row = json.loads(run("report", "ensembles", "--format", "json"))[-1]
-    assert row["dropped"] == ", ".join(str(i) for i in e.params["dropped"])
+    assert row["dropped"] == ", ".join(str(i) for i in (1, 2) if i not in kept)
+    with session_scope() as s:  # as if selection had dropped model 2
+        e = s.scalars(select(Ensemble).where(Ensemble.name == "picked")).one()
+        e.members = [{"model_id": 1, "weight": 1.0}]
+    run("ensemble", "fit", "picked", "--folds", 3)  # a refit weighs every candidate again
+    with session_scope() as s:
+        e = s.scalars(select(Ensemble).where(Ensemble.name == "picked")).one()
+    assert [m["model_id"] for m in e.members] == [1, 2]
 
 
 def test_seed_preset_needs_every_seed_arch(two_models) -> None:
