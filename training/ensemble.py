@@ -70,22 +70,21 @@ def fit_stacking(
 
 
 def balanced_threshold(y: torch.Tensor, prob: torch.Tensor) -> float:
-    """The threshold maximising sensitivity + specificity; ties go to the middle cut."""
+    """The threshold maximising sensitivity + specificity (the lowest such score on ties), placed
+    midway between that score and the next lower one rather than on a sample."""
     y = y.long()
     p = prob.double()
-    candidates = torch.unique(p)
-    best, best_j = 0.5, -1.0
     n_pos, n_neg = int(y.sum()), int((1 - y).sum())
     if n_pos == 0 or n_neg == 0:
         return 0.5
-    for t in candidates.tolist():
-        pred = p >= t
-        j = float((pred & (y == 1)).sum()) / n_pos + float((~pred & (y == 0)).sum()) / n_neg
-        if j > best_j + 1e-12:
-            best, best_j = t, j
-    # Place the cut between the chosen score and the next lower one, not on a sample.
-    lower = p[p < best]
-    return float((best + lower.max()) / 2) if lower.numel() else float(best)
+    candidates = torch.unique(p)  # sorted ascending
+    # For every candidate t at once: positives with p >= t, negatives with p < t.
+    tp = n_pos - torch.searchsorted(torch.sort(p[y == 1]).values, candidates)
+    tn = torch.searchsorted(torch.sort(p[y == 0]).values, candidates)
+    j = tp.double() / n_pos + tn.double() / n_neg
+    k = int(torch.argmax(j))  # the first maximum: the lowest threshold among ties
+    best = candidates[k]
+    return float((best + candidates[k - 1]) / 2) if k > 0 else float(best)
 
 
 def combine(
