@@ -18,6 +18,8 @@ from training.ensemble_fit import cross_fitted
 from training.metrics import paired_auc_bootstrap
 from worker.ensemble_job import member_probabilities, validation_items
 
+N_BOOT = 2000
+
 
 def main(ensemble_ref: str, model_ref: str) -> None:
     with session_scope() as s:
@@ -31,11 +33,11 @@ def main(ensemble_ref: str, model_ref: str) -> None:
         items, _ = validation_items([s.get(Model, i) for i in [*ids, model_id]])
     probs, y, groups, _ = member_probabilities([*ids, model_id], items)
     oof, _, _ = cross_fitted(probs[:-1], y, groups, folds, seed, select)
-    result = paired_auc_bootstrap(y, oof, probs[-1], groups)
+    result = paired_auc_bootstrap(y, oof, probs[-1], groups, n_boot=N_BOOT)
     print(
         f"AUC({e.name}) - AUC(model {model_id}) = {result['diff']:+.5f}, 95% patient-bootstrap "
         f"interval [{result['low']:+.5f}, {result['high']:+.5f}], "
-        f"ensemble >= model in {result['p_a_at_least_b']:.0%} of 2000 resamples"
+        f"ensemble >= model in {result['p_a_at_least_b']:.0%} of {N_BOOT} resamples"
     )
 
 
