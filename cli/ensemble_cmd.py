@@ -100,5 +100,7 @@ def _print(ensemble_id: int, name: str) -> None:
         f"ensemble {ensemble_id} {name}: {row['method']}, members {row['members']}, "
         f"threshold {row['threshold']:.3f}"
     )
-    scores = {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")}
-    click.echo(scores_line("validation", scores))
+    for prefix, title in (("val_", "validation"), ("test_", "test")):
+        scores = {k.removeprefix(prefix): v for k, v in row.items() if k.startswith(prefix)}
+        if scores["n"] is not None:  # no test/ split: no test line
+            click.echo(scores_line(title, scores))

@@ -8,16 +8,24 @@ from cli.errors import friendly_errors
 from cli.output import emit, format_option
 
 SCORES = ("f1", "precision", "sensitivity", "specificity", "accuracy", "roc_auc")
-VAL_SCORES = tuple(f"val_{k}" for k in SCORES)
 COUNTS = ("tp", "fp", "tn", "fn", "threshold", "n")
-MODEL_COLUMNS = ("id", "name", "arch", "preset", "img_size", "epochs", *VAL_SCORES, "train_minutes")
-MODEL_CSV = (
-    *MODEL_COLUMNS[:-1],
-    *(f"val_{k}" for k in COUNTS),
-    "seed",
-    "train_minutes",
-    "created_at",
+# The table shows validation and the external test/ split side by side; to stay readable it
+# leaves out precision (and test F1), which CSV and JSON carry with every count.
+SIDE_BY_SIDE = (
+    "val_f1",
+    "val_sensitivity",
+    "val_specificity",
+    "val_accuracy",
+    "val_roc_auc",
+    "test_sensitivity",
+    "test_specificity",
+    "test_accuracy",
+    "test_roc_auc",
 )
+ALL_SCORES = tuple(f"{split}_{k}" for split in ("val", "test") for k in (*SCORES, *COUNTS))
+MODEL_KEYS = ("id", "name", "arch", "preset", "img_size", "epochs")
+MODEL_COLUMNS = (*MODEL_KEYS, *SIDE_BY_SIDE, "train_minutes")
+MODEL_CSV = (*MODEL_KEYS, *ALL_SCORES, "seed", "train_minutes", "created_at")
 EVAL_COLUMNS = ("scorer", "split", "job_id", *SCORES, "n", "dataset")
 JOB_COLUMNS = ("id", "kind", "state", "model_id", "done", "total", "created_at", "message")
 JOB_CSV = (*JOB_COLUMNS[:-1], "finished_at", "message", "error")
@@ -56,7 +64,7 @@ def report() -> None:
 @report.command("models")
 @format_option
 def report_models(fmt: str) -> None:
-    """Every model with its validation scores (json also carries every other evaluation).
+    """Every model with its validation and test/ scores (json: every other evaluation too).
 
     Example: cxrq report models --format json
     """
@@ -67,28 +75,22 @@ def report_models(fmt: str) -> None:
 
 
 def _other_evaluations(rows: list[dict], fmt: str) -> None:
-    """Below a table: every evaluation besides validation (json carries them too)."""
+    """Below a table: every evaluation but validation, test/ included (json carries them too)."""
     evaluations = [e for r in rows for e in r["evaluations"]]
     if fmt == "table" and evaluations:
         click.echo("\nother evaluations")
         emit(evaluations, fmt, EVAL_COLUMNS)
 
 
-ENSEMBLE_COLUMNS = ("id", "name", "method", "members", "threshold", *VAL_SCORES)
-ENSEMBLE_CSV = (
-    *ENSEMBLE_COLUMNS,
-    *(f"val_{k}" for k in COUNTS[:4]),
-    "val_n",
-    "fitted_at",
-    "validation",
-    "dropped",
-)
+ENSEMBLE_KEYS = ("id", "name", "method", "members", "threshold")
+ENSEMBLE_COLUMNS = (*ENSEMBLE_KEYS, *SIDE_BY_SIDE)
+ENSEMBLE_CSV = (*ENSEMBLE_KEYS, *ALL_SCORES, "fitted_at", "validation", "dropped")
 
 
 @report.command("ensembles")
 @format_option
 def report_ensembles(fmt: str) -> None:
-    """Every ensemble: members=weights, threshold, validation scores (json: all evaluations).
+    """Every ensemble: members=weights, threshold, validation and test/ scores (json: all).
 
     Example: cxrq report ensembles --format json
     """

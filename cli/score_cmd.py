@@ -27,21 +27,35 @@ from cli.progress import ProgressBar
     show_default=True,
     help="images per unit of work (queued mode scores chunks in parallel)",
 )
+@click.option(
+    "--prevalence",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=None,
+    help="expected share of PNEUMONIA here (e.g. 0.3): P is restated for it and decided at 0.5 "
+    "(single models)",
+)
 @click.option("--wait/--no-wait", default=False, help="queued mode: follow the job to its end")
-def score(folder: Path, model_ref: str | None, chunk_size: int, wait: bool) -> None:
+def score(
+    folder: Path, model_ref: str | None, chunk_size: int, prevalence: float | None, wait: bool
+) -> None:
     """Score every .jpeg/.jpg/.png below FOLDER (recursively) and store a row per image.
 
     A NORMAL/ or PNEUMONIA/ folder on an image's path is its true label; with true labels the
     job also stores F1 and the other scores.
 
-    Example: cxrq score ../shared/data/fullres --model googlenet
+    Example: cxrq score ../shared/data/fullres --model googlenet --prevalence 0.4
     """
     with friendly_errors():
-        _score(folder, model_ref, chunk_size, wait)
+        _score(folder, model_ref, chunk_size, wait, prevalence=prevalence)
 
 
 def _create_job(
-    folder: Path, model_ref: str | None, chunks: list[list[str]], chunk_size: int, evaluate: bool
+    folder: Path,
+    model_ref: str | None,
+    chunks: list[list[str]],
+    chunk_size: int,
+    evaluate: bool,
+    prevalence: float | None = None,
 ) -> int:
     from db.queries import resolve_scorer
     from db.schema import Model
@@ -57,6 +71,11 @@ def _create_job(
         else:
             desc, model_id = f"ensemble {scorer.id} ({scorer.name}, {scorer.method})", None
             params["ensemble_id"] = scorer.id
+        if prevalence is not None:
+            if model_id is None:
+                raise click.UsageError("--prevalence applies to single models, not ensembles")
+            params["prevalence"] = prevalence
+            desc += f" at prevalence {prevalence:g}"
         job = create_job(s, "score", params)
         job.model_id, job.progress_total = model_id, n_images
         click.echo(f"job {job.id}: score {n_images} images in {folder} with {desc}")
@@ -64,7 +83,12 @@ def _create_job(
 
 
 def _score(
-    folder: Path, model_ref: str | None, chunk_size: int, wait: bool, evaluate: bool = False
+    folder: Path,
+    model_ref: str | None,
+    chunk_size: int,
+    wait: bool,
+    evaluate: bool = False,
+    prevalence: float | None = None,
 ) -> None:
     from training.data_files import label_from_path
     from worker import dispatch
@@ -85,7 +109,7 @@ def _score(
     queued = dispatch.is_queued()
     if queued:
         dispatch.check_broker()  # before any row exists: nothing half-written
-    job_id = _create_job(folder, model_ref, chunks, chunk_size, evaluate)
+    job_id = _create_job(folder, model_ref, chunks, chunk_size, evaluate, prevalence)
     if queued:
         enqueue(job_id, lambda: dispatch.submit_scoring(job_id, chunks))
         click.echo(f"queued {len(chunks)} chunks; follow with: cxrq status {job_id}")

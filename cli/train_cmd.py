@@ -11,7 +11,7 @@ from cli.progress import ProgressBar
 
 
 @click.command()
-@click.option("--arch", required=True, help="mlp, cnn, googlenet or resnet50")
+@click.option("--arch", required=True, help="mlp, cnn, googlenet, resnet50 or efficientnet_lite0")
 @click.option(
     "--data",
     "data_dir",
@@ -53,6 +53,35 @@ from cli.progress import ProgressBar
     type=click.IntRange(min=0),
     default=None,
     help="use at most N training images per class (quick runs)",
+)
+@click.option(
+    "--equalize",
+    type=click.Choice(["none", "hist", "clahe"]),
+    default=None,
+    help="contrast mapping at decode, kept with the model so scoring does the same (preset)",
+)
+@click.option(
+    "--photometric",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="gamma, blur/sharpen and noise augmentation strength, e.g. 0.3 (preset)",
+)
+@click.option(
+    "--label-smoothing",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=None,
+    help="pull BCE targets toward 0.5 by this much (preset)",
+)
+@click.option(
+    "--balance",
+    type=click.Choice(["flip", "weight", "sample", "none"]),
+    default=None,
+    help="one class-balancing method: flipped copies, loss weights or 50/50 sampling (preset)",
+)
+@click.option(
+    "--pretrained/--scratch",
+    default=None,
+    help="start from ImageNet weights (efficientnet_lite0: shipped in a package; preset)",
 )
 @click.option("--name", default=None, help="model name (default: the arch)")
 @click.option("--wait/--no-wait", default=False, help="queued mode: follow the job to its end")

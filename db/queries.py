@@ -15,24 +15,23 @@ from db.schema import Ensemble, Evaluation, Job, Model, Prediction
 from db.store import SCORE_COLUMNS, NotFoundError, get_job
 
 
-def _validation(
-    session: Session, model_id: int | None = None, ensemble_id: int | None = None
+def _latest(
+    session: Session, split: str, model_id: int | None = None, ensemble_id: int | None = None
 ) -> Evaluation | None:
+    """The newest evaluation of a model or an ensemble on one split (a refit adds another)."""
     owner = (
         Evaluation.model_id == model_id
         if ensemble_id is None
         else Evaluation.ensemble_id == ensemble_id
     )
     return session.scalars(
-        select(Evaluation)
-        .where(owner, Evaluation.split == "validation")
-        .order_by(Evaluation.id.desc())
+        select(Evaluation).where(owner, Evaluation.split == split).order_by(Evaluation.id.desc())
     ).first()
 
 
 def _best_by_val_f1(session: Session, models: list[Model]) -> Model:
     def key(m: Model) -> tuple[float, int]:
-        val = _validation(session, m.id)
+        val = _latest(session, "validation", m.id)
         return (val.f1 if val else -1.0, m.id)  # ties: the newest
 
     return max(models, key=key)
@@ -98,8 +97,19 @@ def _scores(evaluation: Evaluation | None, prefix: str = "") -> dict[str, Any]:
     return {f"{prefix}{k}": getattr(evaluation, k) if evaluation else None for k in SCORE_COLUMNS}
 
 
+def _val_and_test(
+    session: Session, model_id: int | None = None, ensemble_id: int | None = None
+) -> dict[str, Any]:
+    """Flat val_* and test_* scores (None where missing): the external test/ split is judged
+    beside validation, which flatters every model."""
+    return {
+        **_scores(_latest(session, "validation", model_id, ensemble_id), "val_"),
+        **_scores(_latest(session, "test", model_id, ensemble_id), "test_"),
+    }
+
+
 def models_report(session: Session) -> list[dict[str, Any]]:
-    """One row per model with its validation scores and every other evaluation of it."""
+    """One row per model with its validation and test scores and every other evaluation of it."""
     rows = []
     for m in session.scalars(select(Model).order_by(Model.id)):
         rows.append(
@@ -113,7 +123,7 @@ def models_report(session: Session) -> list[dict[str, Any]]:
                 "seed": m.config.get("seed"),
                 "train_minutes": round(m.train_seconds / 60, 2),
                 "created_at": m.created_at.isoformat(timespec="seconds"),
-                **_scores(_validation(session, m.id), "val_"),
+                **_val_and_test(session, model_id=m.id),
                 "evaluations": _other_evaluations(session, Evaluation.model_id == m.id),
             }
         )
@@ -139,7 +149,7 @@ def evaluation_row(e: Evaluation) -> dict[str, Any]:
 
 
 def ensembles_report(session: Session) -> list[dict[str, Any]]:
-    """One row per ensemble: members and weights, threshold, validation and other scores."""
+    """One row per ensemble: members and weights, threshold, validation, test and other scores."""
     rows = []
     for e in session.scalars(select(Ensemble).order_by(Ensemble.id)):
         members = ", ".join(f"{m['model_id']}={m['weight']:.3g}" for m in e.members)
@@ -155,7 +165,7 @@ def ensembles_report(session: Session) -> list[dict[str, Any]]:
                 "threshold": e.threshold,
                 "fitted_at": e.fitted_at.isoformat(timespec="seconds") if e.fitted_at else None,
                 "validation": e.params.get("validation"),
-                **_scores(_validation(session, ensemble_id=e.id), "val_"),
+                **_val_and_test(session, ensemble_id=e.id),
                 "evaluations": _other_evaluations(session, Evaluation.ensemble_id == e.id),
             }
         )

@@ -1,27 +1,55 @@
 """Print the README's results table from a cxrq database: every model and ensemble with its
-validation scores, training minutes, and the command that reproduces the row.
+validation and external test/ scores side by side, training minutes, and the command that
+reproduces the row.
 
     CXRQ_DATABASE_URL=sqlite:///results.db python scripts/results_table.py
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from db.queries import ensembles_report, models_report
 from db.schema import Model
 from db.session import session_scope
-from training.config import TrainConfig, make_config
+from training.config import make_config
 
 DATA = "../shared/data/chest_xray"
-HEADER = (
-    "| model | preset | F1 | precision | sensitivity | specificity | accuracy | ROC AUC | "
-    "threshold | train min | command |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | "
-    "--- | --- |"
+COLUMNS = (
+    "model",
+    "preset",
+    "val F1",
+    "val sens",
+    "val spec",
+    "val acc",
+    "val AUC",
+    "test sens",
+    "test spec",
+    "test acc",
+    "test AUC",
+    "threshold",
+    "train min",
+    "command",
+)
+HEADER = f"| {' | '.join(COLUMNS)} |\n|{' --- |' * len(COLUMNS)}"
+# The report keys behind the score columns, in order; precision and test F1 live in the CSV.
+SCORE_KEYS = (
+    "val_f1",
+    "val_sensitivity",
+    "val_specificity",
+    "val_accuracy",
+    "val_roc_auc",
+    "test_sensitivity",
+    "test_specificity",
+    "test_accuracy",
+    "test_roc_auc",
+    "val_threshold",
 )
 
 
-def _cells(row: dict) -> str:
-    keys = ("f1", "precision", "sensitivity", "specificity", "accuracy", "roc_auc", "threshold")
-    return " | ".join(f"{row['val_' + k]:.4f}" for k in keys)
+def _cells(row: dict[str, Any]) -> str:
+    """Score cells of a report row; "-" where it has none (no test/ split, or AUC undefined)."""
+    return " | ".join("-" if row[k] is None else f"{row[k]:.4f}" for k in SCORE_KEYS)
 
 
 # The train options a stored config can differ from its preset by, as `cxrq train` spells them.
@@ -34,19 +62,25 @@ FLAGS = {
     "init_seed": "--init-seed",
     "val_fraction": "--val-fraction",
     "max_images_per_class": "--max-per-class",
+    "equalize": "--equalize",
+    "photometric": "--photometric",
+    "label_smoothing": "--label-smoothing",
+    "balance": "--balance",
 }
 
 
-def train_command(name: str, config: TrainConfig) -> str:
-    """The `cxrq train` command that rebuilds a model: its preset plus what differs from it."""
-    preset = make_config(config.arch, config.preset).to_dict()
-    options = [f"--arch {config.arch} --preset {config.preset}"]
+def train_command(name: str, config: dict[str, Any]) -> str:
+    """The `cxrq train` command that rebuilds a model from its stored config: its preset plus
+    what differs from it. A key the stored config (older models) or the preset lacks is skipped,
+    as that model was trained before the option existed."""
+    preset = make_config(config["arch"], config["preset"]).to_dict()
+    options = [f"--arch {config['arch']} --preset {config['preset']}"]
     options += [
-        f"{flag} {value}"
+        f"{flag} {config[key]}"
         for key, flag in FLAGS.items()
-        if (value := config.to_dict()[key]) != preset[key]
+        if key in config and key in preset and config[key] != preset[key]
     ]
-    if name != config.arch:
+    if name != config["arch"]:
         options.append(f"--name {name}")
     return f"`cxrq train {' '.join(options)} --data {DATA}`"
 
@@ -60,26 +94,34 @@ def _ensemble_command(e: dict) -> str:
     return f"`cxrq ensemble create {e['name']} {members} && cxrq ensemble fit {e['name']}{select}`"
 
 
+def model_line(m: dict[str, Any], config: dict[str, Any]) -> str:
+    """A model's table line from its models_report row and stored config."""
+    command = train_command(m["name"], config)
+    return (
+        f"| {m['name']} (model {m['id']}) | {m['preset']} | {_cells(m)} | "
+        f"{m['train_minutes']:.1f} | {command} |"
+    )
+
+
+def ensemble_line(e: dict[str, Any]) -> str:
+    """An ensemble's table line from its ensembles_report row."""
+    if e["method"] == "vote" and e["name"] == "seed":
+        command = "`cxrq ensemble create seed --preset seed`"
+    else:
+        command = _ensemble_command(e)
+    name = f"ensemble {e['name']} ({e['method']}: {e['members']})"
+    return f"| {name} | - | {_cells(e)} | - | {command} |"
+
+
 def main() -> None:
     with session_scope() as s:
         models, ensembles = models_report(s), ensembles_report(s)
-        configs = {m.id: TrainConfig.from_dict(m.config) for m in s.query(Model)}
+        configs = {m.id: m.config for m in s.query(Model)}
     print(HEADER)
     for m in models:
-        command = train_command(m["name"], configs[m["id"]])
-        print(
-            f"| {m['name']} (model {m['id']}) | {m['preset']} | {_cells(m)} | "
-            f"{m['train_minutes']:.1f} | {command} |"
-        )
+        print(model_line(m, configs[m["id"]]))
     for e in ensembles:
-        if e["method"] == "vote" and e["name"] == "seed":
-            command = "`cxrq ensemble create seed --preset seed`"
-        else:
-            command = _ensemble_command(e)
-        print(
-            f"| ensemble {e['name']} ({e['method']}: {e['members']}) | - | {_cells(e)} | - | "
-            f"{command} |"
-        )
+        print(ensemble_line(e))
 
 
 if __name__ == "__main__":

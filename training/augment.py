@@ -96,3 +96,38 @@ def random_jitter(
     c = _uniform(n, 1 - contrast, 1 + contrast, generator).view(n, 1, 1, 1).to(batch)
     mean = batch.mean(dim=(1, 2, 3), keepdim=True)
     return ((batch - mean) * c + mean * b).clamp_(0.0, 1.0)
+
+
+def random_photometric(
+    batch: torch.Tensor, strength: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Acquisition-like changes scaled by `strength` (0.3 is moderate): gamma in
+    exp(±strength), blur or sharpen up to ±2*strength, Gaussian noise up to 0.1*strength std.
+    Other hospitals' detectors differ in exactly these; the model should not key on them."""
+    if strength <= 0:
+        return batch
+    n = batch.shape[0]
+    shape = (n, 1, 1, 1)
+    gamma = torch.exp(_uniform(n, -strength, strength, generator)).view(shape).to(batch)
+    x = batch.clamp(min=1e-6).pow(gamma)
+    blurred = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    # amount < 0 blurs towards the 3x3 mean (at most fully), > 0 sharpens (unsharp mask).
+    amount = _uniform(n, -2 * strength, 2 * strength, generator).clamp(min=-1.0)
+    x = x + amount.view(shape).to(batch) * (x - blurred)
+    sigma = _uniform(n, 0.0, 0.1 * strength, generator).view(shape).to(batch)
+    noise = torch.randn(x.shape, generator=generator).to(batch)
+    return (x + sigma * noise).clamp_(0.0, 1.0)
+
+
+def balanced_sample(labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One epoch's indices, as many as there are images, each drawn from a class chosen 50/50
+    (with replacement), so every batch is balanced in expectation without copies or weights."""
+    n = labels.numel()
+    pools = [torch.nonzero(labels == c).flatten() for c in (0, 1)]
+    classes = torch.rand(n, generator=generator) < 0.5
+    out = torch.empty(n, dtype=torch.long)
+    for c, pool in enumerate(pools):
+        where = classes if c == 1 else ~classes
+        picks = torch.randint(pool.numel(), (int(where.sum()),), generator=generator)
+        out[where] = pool[picks]
+    return out

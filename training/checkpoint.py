@@ -31,6 +31,8 @@ class ModelBundle:
     normalizer: Normalizer
     threshold: float = 0.5
     config: dict[str, Any] = field(default_factory=dict)
+    equalize: str = "none"  # contrast mapping at decode (training.equalize), part of the input
+    train_prior: float | None = 0.5  # P(PNEUMONIA) the loss saw; None when unknown
 
     def header(self) -> dict[str, Any]:
         return {
@@ -40,6 +42,8 @@ class ModelBundle:
             "std": list(self.normalizer.std),
             "threshold": self.threshold,
             "config": self.config,
+            "equalize": self.equalize,
+            "train_prior": self.train_prior,
         }
 
 
@@ -73,4 +77,11 @@ def from_bytes(data: bytes, device: str | torch.device = "cpu") -> ModelBundle:
         normalizer=Normalizer(tuple(header["mean"]), tuple(header["std"])),
         threshold=float(header["threshold"]),
         config=header.get("config", {}),
+        equalize=header.get("equalize", "none"),
+        train_prior=header.get("train_prior", _older_train_prior(header.get("config", {}))),
     )
+
+
+def _older_train_prior(config: dict[str, Any]) -> float | None:
+    """Checkpoints from before train_prior was stored: balanced presets saw 50/50."""
+    return 0.5 if config.get("balance", "flip") in ("flip", "weight") else None

@@ -77,7 +77,12 @@ class TrainConfig:
     zoom: float = 0.0  # random zoom 1 ± zoom
     shift: float = 0.0  # random shift, fraction of the side
     jitter: float = 0.0  # brightness and contrast 1 ± jitter
-    balance: str = "flip"  # flip: flipped minority copies; weight: class-weighted loss; none
+    # flip: flipped minority copies; weight: class-weighted loss; sample: each batch drawn 50/50
+    # with replacement; none. One method at a time: combining them would over-correct.
+    balance: str = "flip"
+    label_smoothing: float = 0.0  # BCE targets pulled toward 0.5 by this much
+    equalize: str = "none"  # none | hist | clahe: contrast mapping at decode (training.equalize)
+    photometric: float = 0.0  # strength of gamma, blur/sharpen and noise augmentation (0 = off)
     threshold: float | str = 0.5  # a number, or "balanced" (chosen on the tuning split)
     tune_fraction: float = 0.0  # patients of train held out to pick epoch and threshold
     early_stopping: bool = False  # keep the epoch with the best tuning-split AUC

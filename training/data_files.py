@@ -46,6 +46,15 @@ def patient_id(path: str | Path) -> str:
     return f"file:{name}"
 
 
+_KIND = re.compile(r"_(bacteria|virus)_", re.IGNORECASE)
+
+
+def pneumonia_kind(path: str | Path) -> str | None:
+    """'bacteria' or 'virus' from a `personN_bacteria_M` / `personN_virus_M` name, else None."""
+    m = _KIND.search(Path(path).name)
+    return m.group(1).lower() if m else None
+
+
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 

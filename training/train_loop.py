@@ -18,14 +18,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.augment import apply_flips, balance_with_flips, random_affine, random_jitter
+from training.augment import (
+    apply_flips,
+    balance_with_flips,
+    balanced_sample,
+    random_affine,
+    random_jitter,
+    random_photometric,
+)
 from training.checkpoint import ModelBundle
 from training.config import TrainConfig
 from training.data_files import LabeledImage, find_splits, fingerprint
 from training.ensemble import balanced_threshold
 from training.inference import predict_proba
 from training.metrics import binary_scores, roc_auc
-from training.models import create_model
+from training.models import create_model, normalizer_for
 from training.preprocess import Normalizer, decode_many
 from training.splits import patient_split
 
@@ -56,8 +63,8 @@ class Tensors:
     dropped: list[str] = field(default_factory=list)
 
     @classmethod
-    def decode(cls, items: list[LabeledImage], size: int) -> Tensors:
-        decoded = decode_many([i.path for i in items], size)
+    def decode(cls, items: list[LabeledImage], size: int, equalize: str = "none") -> Tensors:
+        decoded = decode_many([i.path for i in items], size, equalize_mode=equalize)
         labels = torch.tensor([items[i].label for i in decoded.ok_index], dtype=torch.long)
         dropped = [f"{items[i].path}: {msg}" for i, msg in decoded.errors.items()]
         return cls(decoded.tensor, labels, dropped)
@@ -124,7 +131,8 @@ def augment(images: torch.Tensor, config: TrainConfig, gen: torch.Generator) -> 
     x = images.float().div_(255.0)
     x = random_affine(x, config.rotation_degrees, config.zoom, config.shift, gen)
     x = random_jitter(x, config.jitter, config.jitter, gen)
-    return Normalizer().from_unit(x)
+    x = random_photometric(x, config.photometric, gen)
+    return normalizer_for(config.arch).from_unit(x)
 
 
 def loss_function(config: TrainConfig, labels: torch.Tensor) -> nn.Module:
@@ -172,6 +180,8 @@ def train_one_epoch(
         pick = order[b * config.batch_size : (b + 1) * config.batch_size]
         images = augment(apply_flips(data.images[index[pick]], flip[pick]), config, gen)
         target = data.labels[index[pick]].float().to(device)
+        if config.label_smoothing > 0:
+            target = target * (1 - config.label_smoothing) + 0.5 * config.label_smoothing
         # NHWC: oneDNN trains GoogLeNet@64 ~1.3x faster on a CPU than NCHW (measured).
         images = images.to(device).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -187,8 +197,10 @@ def train_one_epoch(
     return total / max(n_batches, 1)
 
 
-def _evaluate(model: nn.Module, data: Tensors, threshold: float) -> dict[str, Any]:
-    prob = predict_proba(model, data.images, Normalizer())
+def _evaluate(
+    model: nn.Module, data: Tensors, threshold: float, normalizer: Normalizer
+) -> dict[str, Any]:
+    prob = predict_proba(model, data.images, normalizer)
     return binary_scores(data.labels, prob, threshold)
 
 
@@ -216,8 +228,9 @@ def load_data(config: TrainConfig, data_root: str | Path) -> Data:
     """Decode train / tune / validation once; the tuning split comes out of train, by patient."""
     splits = find_splits(data_root)
     train_items, tune_items, val_items, how = three_way_split(splits, config)
-    train, val = (Tensors.decode(x, config.img_size) for x in (train_items, val_items))
-    tune = Tensors.decode(tune_items, config.img_size) if tune_items else None
+    size, eq = config.img_size, config.equalize
+    train, val = (Tensors.decode(x, size, eq) for x in (train_items, val_items))
+    tune = Tensors.decode(tune_items, size, eq) if tune_items else None
     info = {
         "root": str(Path(data_root).resolve()),
         "fingerprint": fingerprint(train_items + tune_items + val_items),
@@ -236,12 +249,22 @@ def _plan(config: TrainConfig, labels: torch.Tensor) -> tuple[torch.Tensor, torc
     return torch.arange(labels.numel()), torch.zeros_like(labels)
 
 
-def _choose_threshold(config: TrainConfig, model: nn.Module, tune: Tensors | None) -> float:
+def train_prior(config: TrainConfig, labels: torch.Tensor) -> float:
+    """The PNEUMONIA share the loss saw: 0.5 when the classes were balanced (copies, weights or
+    sampling), else the training split's own share. Prevalence correction starts from it."""
+    if config.balance in ("flip", "weight", "sample"):
+        return 0.5
+    return float(labels.float().mean())
+
+
+def _choose_threshold(
+    config: TrainConfig, model: nn.Module, tune: Tensors | None, normalizer: Normalizer
+) -> float:
     if config.threshold != "balanced":
         return float(config.threshold)
     if tune is None:
         raise TrainingDataError('threshold "balanced" needs a tuning split (tune_fraction > 0)')
-    prob = predict_proba(model, tune.images, Normalizer())
+    prob = predict_proba(model, tune.images, normalizer)
     return balanced_threshold(tune.labels, prob)
 
 
@@ -258,6 +281,7 @@ def fit(
     plan = _plan(config, data.train.labels)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = create_model(config.arch, config.img_size, config.pretrained)
+    norm = normalizer_for(config.arch)
     model = model.to(device, memory_format=torch.channels_last)
     batches = (plan[0].numel() + config.batch_size - 1) // config.batch_size
     optimizer = _optimizer(model, config)
@@ -273,10 +297,12 @@ def fit(
             label = f"epoch {epoch + 1}/{config.epochs} loss {loss:.3f}"
             report(epoch * batches + b, config.epochs * batches, label)
 
+        if config.balance == "sample":
+            plan = (balanced_sample(data.train.labels, gen), plan[1])
         loss = train_one_epoch(model, data.train, plan, optimizer, config, gen, on_batch, scheduler)
-        record = {"epoch": epoch + 1, "loss": loss, "val_auc": _auc(model, data.val)}
+        record = {"epoch": epoch + 1, "loss": loss, "val_auc": _auc(model, data.val, norm)}
         if data.tune is not None:
-            record["tune_auc"] = _auc(model, data.tune)
+            record["tune_auc"] = _auc(model, data.tune, norm)
             if config.early_stopping and (best is None or record["tune_auc"] > best[0]):
                 best = (record["tune_auc"], epoch + 1, copy.deepcopy(model.state_dict()))
         history.append(record)
@@ -285,14 +311,22 @@ def fit(
     if best is not None:
         model.load_state_dict(best[2])
     model = model.cpu().eval()
-    threshold = _choose_threshold(config, model, data.tune)
+    threshold = _choose_threshold(config, model, data.tune, norm)
     bundle = ModelBundle(
-        model, config.arch, config.img_size, Normalizer(), threshold, config.to_dict()
+        model,
+        config.arch,
+        config.img_size,
+        norm,
+        threshold,
+        config.to_dict(),
+        equalize=config.equalize,
+        train_prior=train_prior(config, data.train.labels),
     )
-    val_scores = _evaluate(model, data.val, threshold)
+    val_scores = _evaluate(model, data.val, threshold, norm)
     test_scores = None
     if data.test_items:
-        test_scores = _evaluate(model, Tensors.decode(data.test_items, config.img_size), threshold)
+        test = Tensors.decode(data.test_items, config.img_size, config.equalize)
+        test_scores = _evaluate(model, test, threshold, norm)
     info = {
         **data.info,
         "n_train_balanced": int(plan[0].numel()),
@@ -303,5 +337,5 @@ def fit(
     )
 
 
-def _auc(model: nn.Module, data: Tensors) -> float:
-    return roc_auc(data.labels, predict_proba(model, data.images, Normalizer()))
+def _auc(model: nn.Module, data: Tensors, normalizer: Normalizer) -> float:
+    return roc_auc(data.labels, predict_proba(model, data.images, normalizer))

@@ -1,4 +1,5 @@
-"""Creating and fitting ensembles over stored models, scored on their shared validation split.
+"""Creating and fitting ensembles over stored models, scored on their shared validation split
+(and on the data's test/ split when it has one: only scored, never fitted on).
 
 create_seed_ensemble("seed")        # the seed's weighted vote over the latest seed models
 fit_ensemble("fitted")              # stacking weights + balanced threshold, cross-fitted
@@ -23,7 +24,7 @@ from training.inference import score_files_multi
 from training.metrics import binary_scores
 from training.train_loop import choose_validation
 from worker.model_cache import load_bundle
-from worker.scorers import ensemble_scorer
+from worker.scorers import Scorer, ensemble_scorer
 
 SEED_WEIGHTS = {"mlp": 0.5, "cnn": 0.5, "resnet50": 0.5, "googlenet": 0.51}
 
@@ -99,17 +100,42 @@ def _models(ids: list[int]) -> list[Model]:
         return [s.get(Model, i) for i in ids]
 
 
-def score_on_validation(ensemble_id: int) -> dict[str, Any]:
-    """Score an ensemble as it stands on its members' validation split; store the evaluation."""
+def _scorer(ensemble_id: int) -> Scorer:
     with session_scope() as s:
-        e = ensemble_scorer(s.get(Ensemble, ensemble_id))
-    items, dataset = validation_items(_models(e.model_ids))
+        return ensemble_scorer(s.get(Ensemble, ensemble_id))
+
+
+def _scores_as_stored(e: Scorer, items: list[LabeledImage]) -> dict[str, Any]:
+    """The ensemble's scores on items with its stored weights, bias and threshold, as served."""
     probs, y, _, thresholds = member_probabilities(e.model_ids, items)
     combined = combine(e.method, probs, e.weights, thresholds, e.bias)
-    scores = binary_scores(y, combined, e.threshold)
+    return binary_scores(y, combined, e.threshold)
+
+
+def score_on_validation(ensemble_id: int) -> dict[str, Any]:
+    """Score an ensemble as it stands on its members' validation split (and their test/ split,
+    if the data has one); store the evaluations."""
+    e = _scorer(ensemble_id)
+    items, dataset = validation_items(_models(e.model_ids))
+    scores = _scores_as_stored(e, items)
     with session_scope() as s:
         save_evaluation(s, "validation", dataset, scores, ensemble_id=ensemble_id)
         s.get(Ensemble, ensemble_id).params = {"bias": e.bias, "validation": dataset}
+    score_on_test(ensemble_id)
+    return scores
+
+
+def score_on_test(ensemble_id: int) -> dict[str, Any] | None:
+    """Score the ensemble's final weights and threshold on the members' test/ split, the external
+    set a change is judged by; nothing is ever fitted on it. None when the data has no test/."""
+    e = _scorer(ensemble_id)
+    root = _models(e.model_ids)[0].data.get("root")  # members share it (validation_items)
+    items = find_splits(root).get("test") if root else None
+    if not items:
+        return None
+    scores = _scores_as_stored(e, items)
+    with session_scope() as s:
+        save_evaluation(s, "test", f"{root}/test", scores, ensemble_id=ensemble_id)
     return scores
 
 
@@ -118,7 +144,8 @@ def fit_ensemble(name: str, folds: int = 5, seed: int = 0, select: bool = False)
     only the members that raise the cross-fitted AUC are kept (the others are dropped).
 
     The stored validation scores are cross-fitted (each patient group scored by a fit, member
-    selection included, that did not see it); the final fit then uses the whole split.
+    selection included, that did not see it); the final fit then uses the whole split, and is
+    scored as it stands on the test/ split when the data has one.
     """
     with session_scope() as s:
         e = resolve_ensemble(s, name)
@@ -145,4 +172,5 @@ def fit_ensemble(name: str, folds: int = 5, seed: int = 0, select: bool = False)
         kept = [ids[n] for n in fit.members]
         e.members = [{"model_id": i, "weight": w} for i, w in zip(kept, fit.weights, strict=True)]
         save_evaluation(s, "validation", params["validation"], scores, ensemble_id=ensemble_id)
+    score_on_test(ensemble_id)
     return scores

@@ -22,7 +22,13 @@ from db.store import finish_job, get_job, save_evaluation, upsert_predictions
 from training.data_files import label_from_path
 from training.metrics import binary_scores
 from worker.progress import ProgressFn
-from worker.scorers import Scorer, failed_rows, prediction_rows, scorer_of
+from worker.scorers import (
+    PREVALENCE_THRESHOLD,
+    Scorer,
+    failed_rows,
+    prediction_rows,
+    scorer_of,
+)
 
 NOT_SCORED = "not scored: "  # error prefix of rows whose chunk failed for good
 
@@ -99,8 +105,13 @@ def _evaluate(s, job: Job, key: str, ids: dict[str, int]) -> dict[str, Any] | No
         return None
     y = [CLASSES_BY_INDEX.index(r.true_label) for r in rows]
     pred = torch.tensor([CLASSES_BY_INDEX.index(r.label) for r in rows])
-    threshold = s.get(Model, ids["model_id"]).threshold if "model_id" in ids else None
-    threshold = scorer_of(job).threshold if threshold is None else threshold
+    scorer = scorer_of(job)
+    if scorer.prevalence is not None:
+        threshold = PREVALENCE_THRESHOLD
+    elif "model_id" in ids:
+        threshold = s.get(Model, ids["model_id"]).threshold
+    else:
+        threshold = scorer.threshold
     scores = binary_scores(y, [r.prob for r in rows], threshold, pred=pred)
     split = "evaluation" if job.params.get("evaluate") else "scored"
     save_evaluation(s, split, job.params["folder"], scores, job.id, **ids)

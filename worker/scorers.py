@@ -9,7 +9,11 @@ from db.schema import CLASSES_BY_INDEX, Ensemble, Job, scorer_key
 from db.session import session_scope
 from training.ensemble import combine
 from training.inference import score_files_multi
+from training.prevalence import prior_shift
 from worker.model_cache import load_bundle
+
+# With --prevalence the corrected probability is decided at 0.5: the fewest-errors rule.
+PREVALENCE_THRESHOLD = 0.5
 
 
 @dataclass
@@ -20,6 +24,7 @@ class Scorer:
     weights: list[float] = field(default_factory=list)
     bias: float = 0.0
     threshold: float = 0.5
+    prevalence: float | None = None  # single models: restate P for it, decide at 0.5
 
     @property
     def key(self) -> str:
@@ -43,7 +48,7 @@ def ensemble_scorer(ensemble: Ensemble) -> Scorer:
 def scorer_of(job: Job) -> Scorer:
     ensemble_id = job.params.get("ensemble_id")
     if ensemble_id is None:
-        return Scorer(model_ids=[job.model_id])
+        return Scorer(model_ids=[job.model_id], prevalence=job.params.get("prevalence"))
     with session_scope() as s:
         return ensemble_scorer(s.get(Ensemble, ensemble_id))
 
@@ -53,6 +58,9 @@ def member_and_combined_probs(scorer: Scorer, paths: list[str]):  # noqa: ANN201
     bundles = [load_bundle(m) for m in scorer.model_ids]
     probs, errors = score_files_multi(bundles, paths)
     thresholds = [b.threshold for b in bundles]
+    if scorer.prevalence is not None:
+        probs[0] = prior_shift(probs[0], bundles[0].train_prior, scorer.prevalence)
+        thresholds = [PREVALENCE_THRESHOLD]
     combined = None
     if scorer.ensemble_id is not None:
         combined = combine(scorer.method, probs, scorer.weights, thresholds, scorer.bias)

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
@@ -111,3 +112,58 @@ def test_scoring_without_a_model_or_images_says_what_to_do(db_url, tmp_path: Pat
 
 def test_db_upgrade(db_url: str) -> None:
     assert "is at schema 0002" in run("db", "upgrade")
+
+
+def test_score_at_a_stated_prevalence_restates_p_and_decides_at_half(
+    trained: int, tmp_path: Path
+) -> None:
+    from training.prevalence import prior_shift
+
+    folder = tmp_path / "xrays"
+    for i in range(4):
+        make_xray(folder / "NORMAL" / f"IM-{i:04d}-0001.jpeg", False, i)
+        make_xray(folder / "PNEUMONIA" / f"person{i}_virus_{i}.jpeg", True, 9 + i)
+    run("score", folder, "--model", "tiny")
+    plain = {
+        r["path"]: r for r in json.loads(run("report", "predictions", "latest", "--format", "json"))
+    }
+    out = run("score", folder, "--model", "tiny", "--prevalence", "0.1")
+    assert "at prevalence 0.1" in out
+    rows = json.loads(run("report", "predictions", "latest", "--format", "json"))
+    assert len(rows) == 8
+    for row in rows:
+        before = torch.tensor([plain[row["path"]]["prob_pneumonia"]], dtype=torch.float64)
+        expected = prior_shift(before, 0.5, 0.1).item()  # the flip preset trains 50/50
+        assert row["prob_pneumonia"] == pytest.approx(expected, abs=1e-9)
+        assert row["label"] == ("PNEUMONIA" if row["prob_pneumonia"] >= 0.5 else "NORMAL")
+    with session_scope() as s:
+        latest = s.scalars(select(Evaluation).order_by(Evaluation.id.desc())).first()
+        assert latest.threshold == 0.5
+
+
+def test_prevalence_is_refused_for_ensembles(trained: int, tmp_path: Path) -> None:
+    make_xray(tmp_path / "x" / "a.jpeg", False, 0)
+    run("ensemble", "create", "pair", "--member", f"{trained}=1")
+    out = run("score", tmp_path / "x", "--model", "pair", "--prevalence", "0.3", ok=False)
+    assert "single models" in out
+
+
+def test_report_models_shows_validation_and_test_side_by_side(db_url: str) -> None:
+    from db.store import save_evaluation
+    from tests.db.test_store import _scores, add_model
+
+    with session_scope() as s:
+        tested = add_model(s, "tested", "cnn", 0.9)
+        save_evaluation(s, "test", "/data/test", _scores(0.6), model_id=tested)
+        add_model(s, "untested", "mlp", 0.8)
+    header, _, with_test, without = run("report", "models").splitlines()[:4]
+    val = ["val_f1", "val_sensitivity", "val_specificity", "val_accuracy", "val_roc_auc"]
+    test = ["test_sensitivity", "test_specificity", "test_accuracy", "test_roc_auc"]
+    assert header.split()[6:15] == val + test
+    scores = ["0.8000", "0.7000", "0.7500", "-"]  # sensitivity .. AUC (NaN AUC stored as NULL)
+    assert with_test.split()[6:15] == ["0.9000", *scores, *scores]
+    assert without.split()[11:15] == ["-"] * 4
+    rows = list(csv.DictReader(io.StringIO(run("report", "models", "--format", "csv"))))
+    assert rows[0]["test_f1"] == "0.6" and rows[0]["test_tn"] == "7" and rows[1]["test_n"] == ""
+    counts = {f"{p}_{k}" for p in ("val", "test") for k in ("precision", "fn", "threshold", "n")}
+    assert counts <= set(rows[0])

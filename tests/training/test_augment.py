@@ -38,3 +38,27 @@ def test_rotation_is_small_and_seeded() -> None:
     # A 5 degree turn moves pixels a little: the centre stays close, the image is not identical.
     assert not torch.equal(a, x)
     assert (a[:, :, 12:20, 12:20] - x[:, :, 12:20, 12:20]).abs().mean() < 0.35
+
+
+def test_photometric_is_seeded_bounded_and_off_at_zero() -> None:
+    from training.augment import random_photometric
+
+    x = torch.rand(6, 3, 16, 16)
+    assert torch.equal(random_photometric(x, 0.0, None), x)
+    a = random_photometric(x, 0.3, torch.Generator().manual_seed(3))
+    b = random_photometric(x, 0.3, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and a.min() >= 0 and a.max() <= 1
+    assert not torch.equal(a, x)
+    # Moderate strength changes an image, it does not replace it.
+    assert torch.corrcoef(torch.stack([a.flatten(), x.flatten()]))[0, 1] > 0.7
+
+
+def test_balanced_sampling_draws_both_classes_evenly_from_their_own_images() -> None:
+    from training.augment import balanced_sample
+
+    labels = torch.tensor([0] * 30 + [1] * 270)
+    picks = balanced_sample(labels, torch.Generator().manual_seed(0))
+    assert picks.numel() == labels.numel()
+    share = labels[picks].float().mean().item()
+    assert 0.4 < share < 0.6  # 50/50 in expectation, where the data is 90/10
+    assert set(picks[labels[picks] == 0].tolist()) <= set(range(30))

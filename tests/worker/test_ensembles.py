@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from cli.main import cli
-from db.schema import Ensemble, Evaluation, Prediction
+from db.schema import Ensemble, Evaluation, Model, Prediction
 from db.session import session_scope
 from db.store import create_job
 from tests.worker.test_jobs import _folder
@@ -25,7 +25,22 @@ def run(*args: object) -> str:
 def two_models(db_url, tmp_path: Path) -> Path:
     from tests.conftest import make_dataset
 
+    return _train_cnn_and_mlp(make_dataset(tmp_path / "data", per_class=20, images_per_patient=1))
+
+
+@pytest.fixture()
+def two_models_with_test(db_url, tmp_path: Path) -> Path:
+    """As two_models, on data that also has an external test/ split (other patients)."""
+    from tests.conftest import make_dataset, make_xray
+
     data = make_dataset(tmp_path / "data", per_class=20, images_per_patient=1)
+    for i in range(4):
+        make_xray(data / "test" / "NORMAL" / f"IM-{900 + i:04d}-0001.jpeg", False, 500 + i)
+        make_xray(data / "test" / "PNEUMONIA" / f"person{900 + i}_virus_{i}.jpeg", True, 600 + i)
+    return _train_cnn_and_mlp(data)
+
+
+def _train_cnn_and_mlp(data: Path) -> Path:
     for arch in ("cnn", "mlp"):
         run(
             "train",
@@ -81,6 +96,35 @@ def test_fit_stores_cross_fitted_validation_scores_and_stacking_weights(two_mode
     assert rows[0]["method"] == "stacking" and rows[0]["val_f1"] == validations[-1].f1
 
 
+def _test_evaluations(ensemble_id: int) -> list[Evaluation]:
+    with session_scope() as s:
+        return s.scalars(
+            select(Evaluation)
+            .where(Evaluation.ensemble_id == ensemble_id, Evaluation.split == "test")
+            .order_by(Evaluation.id)
+        ).all()
+
+
+def test_create_and_fit_score_the_ensemble_on_the_test_split(two_models_with_test) -> None:
+    ensemble_id = create_ensemble("pair", [("cnn", 0.6), ("mlp", 0.4)])
+    with session_scope() as s:
+        root = s.get(Model, 1).data["root"]
+        members_tested = s.scalars(select(Evaluation).where(Evaluation.split == "test")).all()
+    (created,) = _test_evaluations(ensemble_id)
+    assert created.dataset == f"{root}/test" and created.n == 8 and created.threshold == 0.5
+    assert len(members_tested) == 3  # each member at training, and the ensemble
+    out = run("ensemble", "fit", "pair", "--folds", 3)
+    assert "validation: F1" in out and "test: F1" in out
+    with session_scope() as s:
+        e = s.get(Ensemble, ensemble_id)
+    refit = _test_evaluations(ensemble_id)[-1]
+    # Scored as it stands after the fit, with the fitted threshold; still only 8 images.
+    assert len(_test_evaluations(ensemble_id)) == 2
+    assert refit.n == 8 and refit.threshold == e.threshold and e.method == "stacking"
+    row = json.loads(run("report", "ensembles", "--format", "json"))[0]
+    assert row["test_n"] == 8 and row["test_f1"] == refit.f1
+
+
 def test_fit_with_selection_keeps_a_subset_and_records_each_fold(two_models) -> None:
     run("ensemble", "create", "picked", "--member", "cnn=1", "--member", "mlp=1")
     out = run("ensemble", "fit", "picked", "--folds", 3, "--select")
@@ -133,6 +177,7 @@ def test_members_validated_on_different_splits_are_refused(two_models) -> None:
 def test_cli_create_evaluate_and_report(two_models, tmp_path) -> None:
     out = run("ensemble", "create", "duo", "--member", "cnn=0.5", "--member", "mlp=0.51")
     assert "ensemble 1 duo: vote" in out and "validation: F1" in out
+    assert "test: F1" not in out  # the data has no test/ split
     out = run("evaluate", "duo", "--data", _folder(tmp_path))
     assert "scores on labelled images" in out
     rows = json.loads(run("report", "ensembles", "--format", "json"))
