@@ -61,6 +61,12 @@ from cli.progress import ProgressBar
     help="contrast mapping at decode, kept with the model so scoring does the same (preset)",
 )
 @click.option(
+    "--crop",
+    type=click.FloatRange(0.5, 1),
+    default=None,
+    help="keep the central fraction of each side at decode, e.g. 0.85 (preset: 1)",
+)
+@click.option(
     "--photometric",
     type=click.FloatRange(min=0),
     default=None,

@@ -63,6 +63,7 @@ FLAGS = {
     "val_fraction": "--val-fraction",
     "max_images_per_class": "--max-per-class",
     "equalize": "--equalize",
+    "crop": "--crop",
     "photometric": "--photometric",
     "label_smoothing": "--label-smoothing",
     "balance": "--balance",

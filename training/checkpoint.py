@@ -32,6 +32,7 @@ class ModelBundle:
     threshold: float = 0.5
     config: dict[str, Any] = field(default_factory=dict)
     equalize: str = "none"  # contrast mapping at decode (training.equalize), part of the input
+    crop: float = 1.0  # central fraction of each side kept at decode, part of the input
     train_prior: float | None = 0.5  # P(PNEUMONIA) the loss saw; None when unknown
 
     def header(self) -> dict[str, Any]:
@@ -43,6 +44,7 @@ class ModelBundle:
             "threshold": self.threshold,
             "config": self.config,
             "equalize": self.equalize,
+            "crop": self.crop,
             "train_prior": self.train_prior,
         }
 
@@ -78,6 +80,7 @@ def from_bytes(data: bytes, device: str | torch.device = "cpu") -> ModelBundle:
         threshold=float(header["threshold"]),
         config=header.get("config", {}),
         equalize=header.get("equalize", "none"),
+        crop=float(header.get("crop", 1.0)),
         train_prior=header.get("train_prior", _older_train_prior(header.get("config", {}))),
     )
 

@@ -82,6 +82,7 @@ class TrainConfig:
     balance: str = "flip"
     label_smoothing: float = 0.0  # BCE targets pulled toward 0.5 by this much
     equalize: str = "none"  # none | hist | clahe: contrast mapping at decode (training.equalize)
+    crop: float = 1.0  # central fraction of each side kept at decode (1 = whole image)
     photometric: float = 0.0  # strength of gamma, blur/sharpen and noise augmentation (0 = off)
     threshold: float | str = 0.5  # a number, or "balanced" (chosen on the tuning split)
     tune_fraction: float = 0.0  # patients of train held out to pick epoch and threshold

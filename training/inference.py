@@ -42,16 +42,17 @@ def score_files_multi(
     bundles: Sequence[ModelBundle], paths: Sequence[str | os.PathLike], batch_size: int = 256
 ) -> tuple[torch.Tensor, dict[int, str]]:
     """P(PNEUMONIA) of several models on the same files: (M, N) with NaN where a file could
-    not be read, and {position: reason}. Each file is decoded once per input size and contrast
-    mapping."""
+    not be read, and {position: reason}. Each file is decoded once per input size, contrast
+    mapping and crop."""
     probs = torch.full((len(bundles), len(paths)), float("nan"), dtype=torch.float64)
     errors: dict[int, str] = {}
-    by_input: dict[tuple[int, str], list[int]] = {}
+    by_input: dict[tuple[int, str, float], list[int]] = {}
     for m, bundle in enumerate(bundles):
-        by_input.setdefault((bundle.img_size, bundle.equalize), []).append(m)
-    for (size, equalize), members in by_input.items():
+        by_input.setdefault((bundle.img_size, bundle.equalize, bundle.crop), []).append(m)
+    for (size, equalize, crop), members in by_input.items():
         for start in range(0, len(paths), batch_size):
-            decoded = decode_many(paths[start : start + batch_size], size, equalize_mode=equalize)
+            chunk = paths[start : start + batch_size]
+            decoded = decode_many(chunk, size, equalize_mode=equalize, crop=crop)
             errors.update({start + i: msg for i, msg in decoded.errors.items()})
             columns = torch.tensor([start + i for i in decoded.ok_index], dtype=torch.long)
             for m in members:

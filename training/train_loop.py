@@ -63,8 +63,10 @@ class Tensors:
     dropped: list[str] = field(default_factory=list)
 
     @classmethod
-    def decode(cls, items: list[LabeledImage], size: int, equalize: str = "none") -> Tensors:
-        decoded = decode_many([i.path for i in items], size, equalize_mode=equalize)
+    def decode(
+        cls, items: list[LabeledImage], size: int, equalize: str = "none", crop: float = 1.0
+    ) -> Tensors:
+        decoded = decode_many([i.path for i in items], size, equalize_mode=equalize, crop=crop)
         labels = torch.tensor([items[i].label for i in decoded.ok_index], dtype=torch.long)
         dropped = [f"{items[i].path}: {msg}" for i, msg in decoded.errors.items()]
         return cls(decoded.tensor, labels, dropped)
@@ -228,9 +230,9 @@ def load_data(config: TrainConfig, data_root: str | Path) -> Data:
     """Decode train / tune / validation once; the tuning split comes out of train, by patient."""
     splits = find_splits(data_root)
     train_items, tune_items, val_items, how = three_way_split(splits, config)
-    size, eq = config.img_size, config.equalize
-    train, val = (Tensors.decode(x, size, eq) for x in (train_items, val_items))
-    tune = Tensors.decode(tune_items, size, eq) if tune_items else None
+    size, eq, crop = config.img_size, config.equalize, config.crop
+    train, val = (Tensors.decode(x, size, eq, crop) for x in (train_items, val_items))
+    tune = Tensors.decode(tune_items, size, eq, crop) if tune_items else None
     info = {
         "root": str(Path(data_root).resolve()),
         "fingerprint": fingerprint(train_items + tune_items + val_items),
@@ -320,12 +322,13 @@ def fit(
         threshold,
         config.to_dict(),
         equalize=config.equalize,
+        crop=config.crop,
         train_prior=train_prior(config, data.train.labels),
     )
     val_scores = _evaluate(model, data.val, threshold, norm)
     test_scores = None
     if data.test_items:
-        test = Tensors.decode(data.test_items, config.img_size, config.equalize)
+        test = Tensors.decode(data.test_items, config.img_size, config.equalize, config.crop)
         test_scores = _evaluate(model, test, threshold, norm)
     info = {
         **data.info,

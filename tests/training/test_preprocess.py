@@ -60,3 +60,18 @@ def test_normalizer_uses_imagenet_statistics() -> None:
     out = Normalizer()(x)
     expected = (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
     assert torch.allclose(out[0, :, 0, 0], expected)
+
+
+def test_crop_keeps_the_centre_and_travels_with_the_model(tmp_path: Path) -> None:
+    from training.checkpoint import ModelBundle, from_bytes, to_bytes
+    from training.models import create_model
+
+    img = Image.new("L", (200, 100), 255)  # a white frame around a black centre
+    img.paste(0, (40, 20, 160, 80))
+    path = tmp_path / "framed.png"
+    img.save(path)
+    assert decode_image(path, 16).float().mean() > 60
+    assert decode_image(path, 16, crop=0.6).float().mean() < 5  # 120x60 centre: all black
+    model = create_model("cnn", img_size=16)
+    bundle = from_bytes(to_bytes(ModelBundle(model, "cnn", 16, Normalizer(), crop=0.6)))
+    assert bundle.crop == 0.6
