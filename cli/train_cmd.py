@@ -89,6 +89,19 @@ from cli.progress import ProgressBar
     default=None,
     help="start from ImageNet weights (efficientnet_lite0: shipped in a package; preset)",
 )
+@click.option(
+    "--threshold",
+    "threshold",
+    default=None,
+    callback=lambda ctx, param, v: _threshold(v),
+    help="a number, or a rule on the tuning split: balanced or sensitivity (preset)",
+)
+@click.option(
+    "--target-sensitivity",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="with --threshold sensitivity: share of PNEUMONIA to catch (preset: 0.95)",
+)
 @click.option("--name", default=None, help="model name (default: the arch)")
 @click.option("--wait/--no-wait", default=False, help="queued mode: follow the job to its end")
 def train(
@@ -106,6 +119,18 @@ def train(
     """
     with friendly_errors():
         _train(arch, data_dir, preset, name, seed, wait, overrides)
+
+
+def _threshold(value: str | None) -> float | str | None:
+    if value is None or value in ("balanced", "sensitivity"):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        raise click.BadParameter("a number in (0, 1), balanced or sensitivity") from None
+    if not 0 < number < 1:
+        raise click.BadParameter("a number in (0, 1), balanced or sensitivity")
+    return number
 
 
 def _train(arch, data_dir, preset, name, seed, wait, overrides) -> None:  # noqa: ANN001

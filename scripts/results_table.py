@@ -64,6 +64,8 @@ FLAGS = {
     "max_images_per_class": "--max-per-class",
     "equalize": "--equalize",
     "crop": "--crop",
+    "threshold": "--threshold",
+    "target_sensitivity": "--target-sensitivity",
     "photometric": "--photometric",
     "label_smoothing": "--label-smoothing",
     "balance": "--balance",

@@ -84,7 +84,10 @@ class TrainConfig:
     equalize: str = "none"  # none | hist | clahe: contrast mapping at decode (training.equalize)
     crop: float = 1.0  # central fraction of each side kept at decode (1 = whole image)
     photometric: float = 0.0  # strength of gamma, blur/sharpen and noise augmentation (0 = off)
-    threshold: float | str = 0.5  # a number, or "balanced" (chosen on the tuning split)
+    # a number, or chosen on the tuning split: "balanced" (max sensitivity + specificity) or
+    # "sensitivity" (the highest cut keeping target_sensitivity of the positives)
+    threshold: float | str = 0.5
+    target_sensitivity: float = 0.95
     tune_fraction: float = 0.0  # patients of train held out to pick epoch and threshold
     early_stopping: bool = False  # keep the epoch with the best tuning-split AUC
     amp: bool = False  # bfloat16 autocast where the hardware has it natively

@@ -29,7 +29,7 @@ from training.augment import (
 from training.checkpoint import ModelBundle
 from training.config import TrainConfig
 from training.data_files import LabeledImage, find_splits, fingerprint
-from training.ensemble import balanced_threshold
+from training.ensemble import balanced_threshold, sensitivity_threshold
 from training.inference import predict_proba
 from training.metrics import binary_scores, roc_auc
 from training.models import create_model, normalizer_for
@@ -262,11 +262,15 @@ def train_prior(config: TrainConfig, labels: torch.Tensor) -> float:
 def _choose_threshold(
     config: TrainConfig, model: nn.Module, tune: Tensors | None, normalizer: Normalizer
 ) -> float:
-    if config.threshold != "balanced":
+    if config.threshold not in ("balanced", "sensitivity"):
         return float(config.threshold)
     if tune is None:
-        raise TrainingDataError('threshold "balanced" needs a tuning split (tune_fraction > 0)')
+        raise TrainingDataError(
+            f'threshold "{config.threshold}" needs a tuning split (tune_fraction > 0)'
+        )
     prob = predict_proba(model, tune.images, normalizer)
+    if config.threshold == "sensitivity":
+        return sensitivity_threshold(tune.labels, prob, config.target_sensitivity)
     return balanced_threshold(tune.labels, prob)
 
 
