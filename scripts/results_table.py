@@ -65,11 +65,23 @@ FLAGS = {
     "equalize": "--equalize",
     "crop": "--crop",
     "threshold": "--threshold",
+    "pretrained": "--pretrained",
     "target_sensitivity": "--target-sensitivity",
     "photometric": "--photometric",
     "label_smoothing": "--label-smoothing",
     "balance": "--balance",
 }
+
+
+BOOL_FLAGS = {"--pretrained": ("--pretrained", "--scratch")}
+
+
+def _flag(flag: str, value: Any) -> str:
+    """`--flag value`; a boolean option is its on or off spelling."""
+    if isinstance(value, bool):
+        on, off = BOOL_FLAGS[flag]
+        return on if value else off
+    return f"{flag} {value}"
 
 
 def train_command(name: str, config: dict[str, Any]) -> str:
@@ -79,7 +91,7 @@ def train_command(name: str, config: dict[str, Any]) -> str:
     preset = make_config(config["arch"], config["preset"]).to_dict()
     options = [f"--arch {config['arch']} --preset {config['preset']}"]
     options += [
-        f"{flag} {config[key]}"
+        _flag(flag, config[key])
         for key, flag in FLAGS.items()
         if key in config and key in preset and config[key] != preset[key]
     ]

@@ -101,3 +101,12 @@ def test_every_line_has_validation_and_test_columns() -> None:
     }
     cells = [c.strip() for c in ensemble_line(ensemble).split("|")[1:-1]]
     assert len(cells) == len(COLUMNS) and cells[10] == "0.7500" and cells[12] == "-"
+
+
+def test_a_pretrained_model_gets_its_boolean_flag() -> None:
+    from scripts.results_table import train_command
+    from training.config import make_config
+
+    config = make_config("efficientnet_lite0", "tuned", pretrained=True).to_dict()
+    assert "--pretrained" in train_command("efficientnet_lite0", config)
+    assert "--pretrained" not in train_command("cnn", make_config("cnn", "tuned").to_dict())
