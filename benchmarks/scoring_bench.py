@@ -51,6 +51,7 @@ def baseline(bundle, paths: list[str], db_url: str) -> tuple[float, list[float]]
     """The plain loop a first version would write."""
     from db.schema import Prediction
     from db.session import session_scope
+    from training.preprocess import central_box
 
     tf = transforms.Compose(
         [
@@ -64,7 +65,10 @@ def baseline(bundle, paths: list[str], db_url: str) -> tuple[float, list[float]]
     with session_scope(db_url) as s, torch.no_grad():
         job_id = _job(s)
         for path in paths:
-            x = tf(Image.open(path).convert("RGB")).unsqueeze(0)
+            img = Image.open(path).convert("RGB")
+            if bundle.crop < 1.0:  # the model's own input: the same central crop
+                img = img.crop(central_box(img.size, bundle.crop))
+            x = tf(img).unsqueeze(0)
             p = torch.sigmoid(bundle.model(x)).item()
             probs.append(p)
             s.add(

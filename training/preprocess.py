@@ -38,7 +38,7 @@ def decode_image(
             # twice the target keeps enough pixels for the antialiased resize below.
             img.draft(img.mode, (2 * size, 2 * size))
             if crop < 1.0:
-                img = img.crop(_central_box(img.size, crop))
+                img = img.crop(central_box(img.size, crop))
             if img.mode not in ("L", "RGB"):
                 img = img.convert("RGB")
             if equalize_mode != "none":
@@ -60,7 +60,8 @@ def decode_image(
     return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1)
 
 
-def _central_box(wh: tuple[int, int], fraction: float) -> tuple[int, int, int, int]:
+def central_box(wh: tuple[int, int], fraction: float) -> tuple[int, int, int, int]:
+    """The (left, top, right, bottom) box keeping the central `fraction` of each side."""
     w, h = wh
     dx, dy = round(w * (1 - fraction) / 2), round(h * (1 - fraction) / 2)
     return dx, dy, w - dx, h - dy
