@@ -1,11 +1,13 @@
 """Scoring throughput: cxrq's embedded path vs a plain PyTorch loop, rows written by both.
 
-    python -m benchmarks.scoring_bench [--model-db sqlite:///path/cxrq.db] [--copies 7]
+    python -m benchmarks.scoring_bench [--model-db sqlite:///path/cxrq.db] [--model-id N]
+        [--copies 7]
 
 Folder: the 150 full-resolution X-rays linked `copies` times (1,050 by default), GoogLeNet@64.
-The model is the newest googlenet in --model-db (a trained one makes the agreement and AUC
-figures meaningful); without one, a freshly initialised GoogLeNet. Baseline: for each file,
-PIL open + convert, torchvision Resize/ToTensor/Normalize, the model on one image, one ORM row.
+The model is --model-id, or else the newest googlenet, in --model-db (a trained one makes the
+agreement and AUC figures meaningful); without one, a freshly initialised GoogLeNet. Baseline:
+for each file, PIL open + convert (+ the model's central crop), torchvision
+Resize/ToTensor/Normalize, the model on one image, one ORM row.
 Both write their rows to a fresh SQLite database; labels agree and ROC AUCs are reported.
 """
 
@@ -26,7 +28,7 @@ from benchmarks.common import machine, repeated_fullres
 from training.metrics import roc_auc
 
 
-def _bundle(model_db: str | None):  # noqa: ANN202
+def _bundle(model_db: str | None, model_id: int | None = None):  # noqa: ANN202
     """(bundle, where it came from)."""
     from db.schema import Model
     from training.checkpoint import ModelBundle, from_bytes
@@ -35,13 +37,13 @@ def _bundle(model_db: str | None):  # noqa: ANN202
 
     if model_db:
         with create_engine(model_db).connect() as conn:
+            which = Model.id == model_id if model_id else Model.arch == "googlenet"
             row = conn.execute(
-                select(Model.weights, Model.id)
-                .where(Model.arch == "googlenet")
-                .order_by(Model.id.desc())
+                select(Model.weights, Model.id).where(which).order_by(Model.id.desc())
             ).first()
         if row:
-            return from_bytes(row.weights), f"trained googlenet, model {row.id} of {model_db}"
+            bundle = from_bytes(row.weights)
+            return bundle, f"trained {bundle.arch}, model {row.id} of {model_db}"
     torch.manual_seed(0)
     model = create_model("googlenet", 64).eval()
     return ModelBundle(model, "googlenet", 64, Normalizer(), 0.5, {}), "untrained googlenet"
@@ -143,13 +145,14 @@ def fast(bundle, folder: Path, db_url: str) -> tuple[float, dict[str, float]]:  
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-db", default=None, help="database holding a trained googlenet")
+    parser.add_argument("--model-id", type=int, default=None, help="default: newest googlenet")
     parser.add_argument("--copies", type=int, default=7)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cxrq-score-bench-"))
     folder = repeated_fullres(tmp / "images", args.copies)
     db_url = f"sqlite:///{tmp / 'bench.db'}"
     os.environ["CXRQ_DATABASE_URL"] = db_url
-    bundle, source = _bundle(args.model_db)
+    bundle, source = _bundle(args.model_db, args.model_id)
     paths = sorted(str(p) for p in folder.rglob("*.jpeg"))
     store_model(bundle, db_url)
     fast(bundle, folder, db_url)  # warm-up: page cache, allocator, threads
