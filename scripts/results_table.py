@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cli.report_cmd import SIDE_BY_SIDE
 from db.queries import ensembles_report, models_report
 from db.schema import Model
 from db.session import session_scope
@@ -32,19 +33,9 @@ COLUMNS = (
     "command",
 )
 HEADER = f"| {' | '.join(COLUMNS)} |\n|{' --- |' * len(COLUMNS)}"
-# The report keys behind the score columns, in order; precision and test F1 live in the CSV.
-SCORE_KEYS = (
-    "val_f1",
-    "val_sensitivity",
-    "val_specificity",
-    "val_accuracy",
-    "val_roc_auc",
-    "test_sensitivity",
-    "test_specificity",
-    "test_accuracy",
-    "test_roc_auc",
-    "val_threshold",
-)
+# The report keys behind the score columns, in order: the same side-by-side set as
+# `cxrq report models`; precision and test F1 live in the CSV.
+SCORE_KEYS = (*SIDE_BY_SIDE, "val_threshold")
 
 
 def _cells(row: dict[str, Any]) -> str:
