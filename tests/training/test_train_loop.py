@@ -122,3 +122,21 @@ def test_label_smoothing_changes_the_run(tiny_dataset: Path) -> None:
     b = fit(_config(epochs=1, label_smoothing=0.2), tiny_dataset)
     first = next(iter(a.bundle.model.state_dict().values()))
     assert not torch.equal(first, next(iter(b.bundle.model.state_dict().values())))
+
+
+def test_sensitivity_threshold_rule_is_fitted_on_the_tuning_split(tmp_path: Path) -> None:
+    from training.data_files import find_splits
+    from training.ensemble import sensitivity_threshold
+    from training.inference import predict_proba
+    from training.train_loop import Tensors, three_way_split
+
+    root = make_dataset(tmp_path / "d", per_class=30, images_per_patient=1)
+    config = make_config(
+        "cnn", preset="tuned", img_size=32, epochs=2, batch_size=8, threshold="sensitivity"
+    )
+    result = fit(config, root)
+    _, tune_items, _, _ = three_way_split(find_splits(root), config)
+    tune = Tensors.decode(tune_items, 32)
+    prob = predict_proba(result.bundle.model, tune.images, result.bundle.normalizer)
+    expected = sensitivity_threshold(tune.labels, prob, config.target_sensitivity)
+    assert result.bundle.threshold == pytest.approx(expected, abs=1e-6)
