@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from training.ensemble import sensitivity_threshold
 from training.metrics import binary_scores, roc_auc
 
 
@@ -17,9 +18,7 @@ def specificity_at_sensitivity(y: torch.Tensor, prob: torch.Tensor, sensitivity:
     """The specificity of the highest threshold that still reaches `sensitivity`: a pure
     ranking figure, free of any chosen threshold."""
     y, prob = torch.as_tensor(y).long(), torch.as_tensor(prob).double()
-    pos = torch.sort(prob[y == 1], descending=True).values
-    k = max(int(torch.ceil(torch.tensor(sensitivity * pos.numel())).item()), 1)
-    cut = pos[k - 1]
+    cut = sensitivity_threshold(y, prob, sensitivity)
     return float((prob[y == 0] < cut).double().mean())
 
 

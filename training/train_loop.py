@@ -226,13 +226,17 @@ class Data:
     test_items: list[LabeledImage]
 
 
+def _decode(items: list[LabeledImage], config: TrainConfig) -> Tensors:
+    """Decode at the config's size, contrast mapping and crop: what the bundle serves with."""
+    return Tensors.decode(items, config.img_size, config.equalize, config.crop)
+
+
 def load_data(config: TrainConfig, data_root: str | Path) -> Data:
     """Decode train / tune / validation once; the tuning split comes out of train, by patient."""
     splits = find_splits(data_root)
     train_items, tune_items, val_items, how = three_way_split(splits, config)
-    size, eq, crop = config.img_size, config.equalize, config.crop
-    train, val = (Tensors.decode(x, size, eq, crop) for x in (train_items, val_items))
-    tune = Tensors.decode(tune_items, size, eq, crop) if tune_items else None
+    train, val = (_decode(x, config) for x in (train_items, val_items))
+    tune = _decode(tune_items, config) if tune_items else None
     info = {
         "root": str(Path(data_root).resolve()),
         "fingerprint": fingerprint(train_items + tune_items + val_items),
@@ -332,8 +336,7 @@ def fit(
     val_scores = _evaluate(model, data.val, threshold, norm)
     test_scores = None
     if data.test_items:
-        test = Tensors.decode(data.test_items, config.img_size, config.equalize, config.crop)
-        test_scores = _evaluate(model, test, threshold, norm)
+        test_scores = _evaluate(model, _decode(data.test_items, config), threshold, norm)
     info = {
         **data.info,
         "n_train_balanced": int(plan[0].numel()),
