@@ -7,8 +7,10 @@ Layouts understood (class folders are matched case-insensitively):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,12 +62,60 @@ def is_image_file(path: Path) -> bool:
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """Every image file below folder, recursively, sorted, following symlinked files."""
+    """Every image file below folder, recursively, sorted, following symlinks (see
+    list_images_report, which also names the folders that could not be read)."""
+    return list_images_report(folder)[0]
+
+
+def list_images_report(folder: str | Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(every image file below folder, sorted; [(folder it could not read, one-line reason)]).
+
+    Symlinked folders and files are followed, yet each real folder is walked once (a `loop ->
+    ..` link adds nothing) and each real file is listed once, under the first path that
+    reaches it in the walk's sorted order: labels come from that path, so a file linked into
+    NORMAL/ keeps the NORMAL label. Hard links are separate files and are all listed."""
+    unreadable: list[tuple[Path, str]] = []
+
+    def skipped(exc: OSError) -> None:
+        unreadable.append((Path(exc.filename or folder), exc.strerror or str(exc)))
+
+    seen_dirs: set[tuple[int, int]] = set()
+    with contextlib.suppress(OSError):  # an unreadable root is reported by os.walk below
+        seen_dirs.add(_dir_key(folder))
+    seen_files: set[str] = set()
     found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames.sort()
-        found.extend(Path(dirpath) / f for f in filenames if is_image_file(Path(f)))
-    return sorted(found)
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=skipped, followlinks=True):
+        dirnames[:] = [d for d in sorted(dirnames) if _first_visit(dirpath, d, seen_dirs, skipped)]
+        real_dir = os.path.realpath(dirpath)
+        for name in sorted(filenames):
+            if not is_image_file(Path(name)):
+                continue
+            path = os.path.join(dirpath, name)
+            real = os.path.realpath(path) if os.path.islink(path) else os.path.join(real_dir, name)
+            if real not in seen_files:
+                seen_files.add(real)
+                found.append(Path(path))
+    return sorted(found), unreadable
+
+
+def _dir_key(path: str | Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _first_visit(
+    parent: str, name: str, seen: set[tuple[int, int]], skipped: Callable[[OSError], None]
+) -> bool:
+    """True the first time the walk reaches this real folder, by whatever path."""
+    try:
+        key = _dir_key(os.path.join(parent, name))
+    except OSError as exc:
+        skipped(exc)
+        return False
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
 
 
 def label_from_path(path: str | Path) -> int | None:

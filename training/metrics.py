@@ -27,13 +27,24 @@ def _ratio(num: int, den: int) -> float:
     return num / den if den else 0.0
 
 
+def _finite(prob: Sequence[float] | torch.Tensor) -> torch.Tensor:
+    """prob as a float64 vector; ValueError if any is NaN or infinite. NaN ties with
+    everything when ranked, so a diverged model would score AUC 1.0 and look perfect."""
+    p = torch.as_tensor(prob, dtype=torch.float64).flatten()
+    bad = int((~torch.isfinite(p)).sum())
+    if bad:
+        raise ValueError(f"{bad} of {p.numel()} probabilities are not finite numbers")
+    return p
+
+
 def roc_auc(y_true: Sequence[int] | torch.Tensor, prob: Sequence[float] | torch.Tensor) -> float:
     """Area under the ROC curve via the Mann-Whitney U statistic (ties count one half).
 
-    Returns NaN when only one class is present, where AUC is undefined.
+    Returns NaN when only one class is present, where AUC is undefined; raises ValueError for
+    NaN or infinite probabilities.
     """
     y = torch.as_tensor(y_true, dtype=torch.long).flatten()
-    p = torch.as_tensor(prob, dtype=torch.float64).flatten()
+    p = _finite(prob)
     n_pos = int(y.sum())
     n_neg = y.numel() - n_pos
     if n_pos == 0 or n_neg == 0:
@@ -60,9 +71,10 @@ def binary_scores(
     """Every score cxrq stores: F1, precision, sensitivity, specificity, accuracy, AUC, counts.
 
     Labels are prob >= threshold, unless `pred` gives them (e.g. out-of-fold decisions).
+    NaN or infinite probabilities are a ValueError (a NaN would count as NORMAL).
     """
     y = torch.as_tensor(y_true, dtype=torch.long).flatten()
-    p = torch.as_tensor(prob, dtype=torch.float64).flatten()
+    p = _finite(prob)
     if y.numel() != p.numel():
         raise ValueError(f"{y.numel()} labels but {p.numel()} probabilities")
     pred = (p >= threshold).long() if pred is None else pred.long().flatten()

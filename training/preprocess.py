@@ -7,11 +7,13 @@ normalises per batch, serving does the same per batch, so the two paths cannot d
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
@@ -25,18 +27,36 @@ class ImageDecodeError(Exception):
     """A file that is not a readable image; the message is one line fit for an error row."""
 
 
+# The most pixels decode_image decodes into memory: several times the largest chest X-ray
+# detector (about 4300 x 4300), and at most ~200 MB as RGB per decoding thread. A JPEG is
+# counted after its reduced-scale decode (up to 1/8 a side), so a 100-megapixel JPEG still
+# decodes cheaply while a 100-megapixel PNG, decoded whole, is refused.
+MAX_PIXELS = 64_000_000
+# decode_image is where cxrq opens images, and it enforces MAX_PIXELS itself before any pixel
+# is decoded. PIL's own check counts the declared size (so it would refuse JPEGs that decode
+# cheaply) and, short of refusing, prints a warning on stderr for every large file.
+Image.MAX_IMAGE_PIXELS = None
+
+# Modes holding more than 8 bits a pixel: 16-bit PNGs open as I;16, TIFFs as I or F.
+HIGH_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
 def decode_image(
     path: str | os.PathLike, size: int, equalize_mode: str = "none", crop: float = 1.0
 ) -> torch.Tensor:
     """Read an image file as a (3, size, size) uint8 RGB tensor, squashing the aspect ratio;
     `crop` < 1 keeps that central fraction of each side first (where the lungs are, away from
     borders and burnt-in markers); `equalize_mode` (training.equalize) maps contrast on a
-    2*size copy."""
+    2*size copy. Images of more than 8 bits a pixel are scaled to 8 by their bit depth."""
     try:
         with Image.open(path) as img:
             # JPEG can decode at 1/2, 1/4 or 1/8 scale for a fraction of the cost; asking for
             # twice the target keeps enough pixels for the antialiased resize below.
+            declared = img.size
             img.draft(img.mode, (2 * size, 2 * size))
+            _check_pixels(declared, img.size)
+            if img.mode in HIGH_BIT_MODES:
+                img = to_8bit(img)
             if crop < 1.0:
                 img = img.crop(central_box(img.size, crop))
             if img.mode not in ("L", "RGB"):
@@ -58,6 +78,35 @@ def decode_image(
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageDecodeError(f"cannot decode image: {reason}") from None
     return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1)
+
+
+def _check_pixels(declared: tuple[int, int], decoded: tuple[int, int]) -> None:
+    """Refuse before decoding when the pixels to decode (after any JPEG draft) pass MAX_PIXELS."""
+    if decoded[0] * decoded[1] > MAX_PIXELS:
+        w, h = declared
+        raise ImageDecodeError(f"image too large: {w} x {h} pixels, limit {MAX_PIXELS:,}")
+
+
+def to_8bit(img: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit or float grayscale image as "L", scaled by its bit depth.
+
+    The depth is not stored in the file (a 12-bit detector's PNG is a 16-bit PNG), so it is
+    taken from the brightest pixel: the smallest of 8, 10, 12, 14, 16, ... bits that holds it.
+    A 16-bit copy of an 8-bit image (values x 257) so maps back to the 8-bit values when its
+    brightest pixel is at least 64 (any X-ray's is), and a 12-bit image fills 0-255 instead of
+    saturating to white as PIL's own conversion does. Floats up to 1.0 are taken as 0-1;
+    negative and non-finite values are black."""
+    pixels = np.array(img, dtype=np.float32)  # float32: exact for 16 bits, half of float64
+    np.nan_to_num(pixels, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    np.clip(pixels, 0.0, None, out=pixels)
+    top = float(pixels.max(initial=0.0))
+    if img.mode == "F" and top <= 1.0:
+        full_scale = 1.0
+    else:
+        bits = max(8, math.ceil(top).bit_length())
+        full_scale = float(2 ** (bits + bits % 2) - 1)
+    pixels *= 255.0 / full_scale
+    return Image.fromarray(np.rint(pixels).clip(0, 255).astype(np.uint8))
 
 
 def central_box(wh: tuple[int, int], fraction: float) -> tuple[int, int, int, int]:

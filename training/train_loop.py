@@ -54,6 +54,16 @@ class TrainingDataError(ValueError):
     pass
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss or the model's outputs stopped being numbers; nothing worth storing is left."""
+
+    user_error = True  # the CLI prints str(exc) as one line, no traceback
+
+
+def _diverged(what: str, where: str, config: TrainConfig) -> TrainingDiverged:
+    return TrainingDiverged(f"training diverged: {what} {where}; lower --lr (now {config.lr:g})")
+
+
 @dataclass
 class Tensors:
     """Decoded uint8 images and labels of one split (undecodable files dropped)."""
@@ -168,8 +178,11 @@ def train_one_epoch(
     gen: torch.Generator,
     on_batch: Callable[[int, int, float], None],
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    epoch: int = 1,
 ) -> float:
-    """One pass over the (balanced) plan in a seeded order; returns the mean loss."""
+    """One pass over the (balanced) plan in a seeded order; returns the mean loss.
+
+    Raises TrainingDiverged at the first loss that is not a finite number (`epoch` names it)."""
     model.train()
     device = next(model.parameters()).device
     loss_fn = loss_function(config, data.labels).to(device)
@@ -189,6 +202,9 @@ def train_one_epoch(
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             logits = model(images)
         loss = loss_fn(logits.float(), target)
+        if not torch.isfinite(loss):
+            # One NaN step turns every weight into NaN: stop now, not after the last epoch.
+            raise _diverged(f"loss is {loss.item()}", f"at epoch {epoch}, batch {b + 1}", config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -199,10 +215,23 @@ def train_one_epoch(
     return total / max(n_batches, 1)
 
 
-def _evaluate(
-    model: nn.Module, data: Tensors, threshold: float, normalizer: Normalizer
-) -> dict[str, Any]:
+def _finite_proba(
+    model: nn.Module, data: Tensors, normalizer: Normalizer, config: TrainConfig, where: str
+) -> torch.Tensor:
+    """P(PNEUMONIA) on a split, or TrainingDiverged: a step can blow the weights up (NaN or
+    infinite outputs) while the loss it was taken from was still finite."""
     prob = predict_proba(model, data.images, normalizer)
+    bad = int((~torch.isfinite(prob)).sum())
+    if bad:
+        what = f"the model's output is not a number for {bad} of {prob.numel()} images"
+        raise _diverged(what, where, config)
+    return prob
+
+
+def _evaluate(
+    model: nn.Module, data: Tensors, threshold: float, normalizer: Normalizer, config: TrainConfig
+) -> dict[str, Any]:
+    prob = _finite_proba(model, data, normalizer, config, "on evaluation")
     return binary_scores(data.labels, prob, threshold)
 
 
@@ -272,7 +301,7 @@ def _choose_threshold(
         raise TrainingDataError(
             f'threshold "{config.threshold}" needs a tuning split (tune_fraction > 0)'
         )
-    prob = predict_proba(model, tune.images, normalizer)
+    prob = _finite_proba(model, tune, normalizer, config, "on the tuning split")
     if config.threshold == "sensitivity":
         return sensitivity_threshold(tune.labels, prob, config.target_sensitivity)
     return balanced_threshold(tune.labels, prob)
@@ -309,10 +338,16 @@ def fit(
 
         if config.balance == "sample":
             plan = (balanced_sample(data.train.labels, gen), plan[1])
-        loss = train_one_epoch(model, data.train, plan, optimizer, config, gen, on_batch, scheduler)
-        record = {"epoch": epoch + 1, "loss": loss, "val_auc": _auc(model, data.val, norm)}
+        loss = train_one_epoch(
+            model, data.train, plan, optimizer, config, gen, on_batch, scheduler, epoch + 1
+        )
+        after = f"after epoch {epoch + 1}"
+        val_auc = _auc(model, data.val, norm, config, f"on validation {after}")
+        record = {"epoch": epoch + 1, "loss": loss, "val_auc": val_auc}
         if data.tune is not None:
-            record["tune_auc"] = _auc(model, data.tune, norm)
+            record["tune_auc"] = _auc(
+                model, data.tune, norm, config, f"on the tuning split {after}"
+            )
             if config.early_stopping and (best is None or record["tune_auc"] > best[0]):
                 best = (record["tune_auc"], epoch + 1, copy.deepcopy(model.state_dict()))
         history.append(record)
@@ -333,10 +368,10 @@ def fit(
         crop=config.crop,
         train_prior=train_prior(config, data.train.labels),
     )
-    val_scores = _evaluate(model, data.val, threshold, norm)
+    val_scores = _evaluate(model, data.val, threshold, norm, config)
     test_scores = None
     if data.test_items:
-        test_scores = _evaluate(model, _decode(data.test_items, config), threshold, norm)
+        test_scores = _evaluate(model, _decode(data.test_items, config), threshold, norm, config)
     info = {
         **data.info,
         "n_train_balanced": int(plan[0].numel()),
@@ -347,5 +382,7 @@ def fit(
     )
 
 
-def _auc(model: nn.Module, data: Tensors, normalizer: Normalizer) -> float:
-    return roc_auc(data.labels, predict_proba(model, data.images, normalizer))
+def _auc(
+    model: nn.Module, data: Tensors, normalizer: Normalizer, config: TrainConfig, where: str
+) -> float:
+    return roc_auc(data.labels, _finite_proba(model, data, normalizer, config, where))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +92,19 @@ def _row(
     }
 
 
+NOT_A_NUMBER = "model output is not a number"
+
+
+def _checked(value: float, error: str | None) -> tuple[float | None, str | None]:
+    """(probability, None), or (None, reason): a NaN would otherwise be stored as an empty
+    probability with the label NORMAL (NaN >= threshold is false)."""
+    if error:
+        return None, error
+    if not math.isfinite(value):
+        return None, NOT_A_NUMBER
+    return value, None
+
+
 def prediction_rows(
     job_id: int, scorer: Scorer, paths: list[str], truth: list[str | None]
 ) -> list[dict[str, Any]]:
@@ -98,9 +112,8 @@ def prediction_rows(
     probs, combined, errors, thresholds = member_and_combined_probs(scorer, paths)
     rows = []
     for pos, path in enumerate(paths):
-        error = errors.get(pos)
         for m, model_id in enumerate(scorer.model_ids):
-            prob = None if error else float(probs[m, pos])
+            prob, error = _checked(float(probs[m, pos]), errors.get(pos))
             rows.append(
                 _row(
                     job_id,
@@ -114,7 +127,7 @@ def prediction_rows(
                 )
             )
         if combined is not None:
-            prob = None if error else float(combined[pos])
+            prob, error = _checked(float(combined[pos]), errors.get(pos))
             rows.append(
                 _row(
                     job_id,

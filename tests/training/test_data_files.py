@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ from training.data_files import (
     find_splits,
     label_from_path,
     list_images,
+    list_images_report,
     patient_id,
 )
 
@@ -65,3 +67,66 @@ def test_find_splits_errors_say_what_is_wrong(tmp_path: Path) -> None:
     make_xray(tmp_path / "one" / "NORMAL" / "IM-0001-0001.jpeg", False, 0)
     with pytest.raises(DataLayoutError, match="both NORMAL/ and PNEUMONIA/"):
         find_splits(tmp_path / "one")
+
+
+def _touch(*paths: Path) -> None:
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+
+
+def test_a_loop_link_adds_nothing(tmp_path: Path) -> None:
+    _touch(tmp_path / "NORMAL" / "a.jpeg", tmp_path / "PNEUMONIA" / "b.jpeg")
+    (tmp_path / "NORMAL" / "loop").symlink_to("..")
+    assert list_images(tmp_path) == [tmp_path / "NORMAL/a.jpeg", tmp_path / "PNEUMONIA/b.jpeg"]
+
+
+def test_two_loop_links_finish_and_list_each_file_once(tmp_path: Path) -> None:
+    _touch(tmp_path / "x" / "a.jpeg", tmp_path / "y" / "b.png")
+    (tmp_path / "x" / "up").symlink_to("..")  # each loops through the other
+    (tmp_path / "y" / "up").symlink_to("..")
+    (tmp_path / "x" / "to_y").symlink_to("../y")
+    assert list_images(tmp_path) == [tmp_path / "x/a.jpeg", tmp_path / "y/b.png"]
+
+
+def test_a_linked_folder_outside_the_root_is_scanned(tmp_path: Path) -> None:
+    _touch(tmp_path / "elsewhere" / "NORMAL" / "a.jpeg")
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "linked").symlink_to(tmp_path / "elsewhere")
+    assert list_images(tmp_path / "root") == [tmp_path / "root/linked/NORMAL/a.jpeg"]
+
+
+def test_a_file_linked_twice_is_listed_once_under_the_first_link(tmp_path: Path) -> None:
+    _touch(tmp_path / "outside" / "scan.jpeg")
+    (tmp_path / "root" / "NORMAL").mkdir(parents=True)
+    (tmp_path / "root" / "NORMAL" / "a.jpeg").symlink_to(tmp_path / "outside" / "scan.jpeg")
+    (tmp_path / "root" / "NORMAL" / "b.jpeg").symlink_to(tmp_path / "outside" / "scan.jpeg")
+    (tmp_path / "root" / "PNEUMONIA").mkdir()
+    os.link(tmp_path / "outside" / "scan.jpeg", tmp_path / "root" / "PNEUMONIA" / "hard.jpeg")
+    assert list_images(tmp_path / "root") == [
+        tmp_path / "root/NORMAL/a.jpeg",  # the label comes from the link's folder
+        tmp_path / "root/PNEUMONIA/hard.jpeg",  # a hard link is a file of its own
+    ]
+
+
+def test_unreadable_folders_are_reported_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _touch(*(tmp_path / d / f"{i}.jpeg" for d in ("NORMAL", "PNEUMONIA") for i in range(3)))
+    locked = tmp_path / "PNEUMONIA"
+    real_scandir = os.scandir
+
+    # Tests run as root, which reads a chmod 000 folder anyway: refuse it the way the OS would.
+    def scandir(path: str = ".") -> object:
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    images, unreadable = list_images_report(tmp_path)
+    assert [p.parent.name for p in images] == ["NORMAL"] * 3
+    assert unreadable == [(locked, "Permission denied")]
+    assert list_images_report(tmp_path / "missing") == (
+        [],
+        [(tmp_path / "missing", "No such file or directory")],
+    )

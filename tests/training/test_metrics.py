@@ -54,3 +54,13 @@ def test_paired_bootstrap_brackets_a_real_difference_and_an_equal_one() -> None:
     assert better["diff"] == pytest.approx(roc_auc(y, sharp) - roc_auc(y, blunt))
     same = paired_auc_bootstrap(y, sharp, sharp * 0.5, groups, n_boot=50)  # same ranking
     assert same["diff"] == 0 and same["low"] == same["high"] == 0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_probabilities_are_refused_not_scored(bad: float) -> None:
+    # NaN ranks tied with everything: before this check a diverged model scored AUC 1.0.
+    y, p = [1, 0, 1, 0], [bad, bad, bad, bad]
+    with pytest.raises(ValueError, match="4 of 4 probabilities are not finite"):
+        roc_auc(y, p)
+    with pytest.raises(ValueError, match="not finite"):
+        binary_scores(y, [0.9, 0.1, bad, 0.2])

@@ -1,10 +1,13 @@
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from tests.conftest import make_xray
+from training import preprocess
 from training.preprocess import ImageDecodeError, Normalizer, decode_image, decode_many
 
 
@@ -75,3 +78,67 @@ def test_crop_keeps_the_centre_and_travels_with_the_model(tmp_path: Path) -> Non
     model = create_model("cnn", img_size=16)
     bundle = from_bytes(to_bytes(ModelBundle(model, "cnn", 16, Normalizer(), crop=0.6)))
     assert bundle.crop == 0.6
+
+
+def _save_16bit(values: np.ndarray, path: Path) -> Path:
+    Image.fromarray(values.astype(np.uint16)).save(path)
+    with Image.open(path) as img:
+        assert img.mode == "I;16"  # what PIL opens a 16-bit grayscale PNG as
+    return path
+
+
+def test_a_16_bit_copy_decodes_like_the_8_bit_original(tmp_path: Path) -> None:
+    original = make_xray(tmp_path / "x8.png", True, 0, size=128)
+    with Image.open(original) as img:
+        values = np.asarray(img).astype(np.uint32) * 257  # 0..255 -> 0..65535
+    copy16 = _save_16bit(values, tmp_path / "x16.png")
+    diff = decode_image(copy16, 64).int() - decode_image(original, 64).int()
+    assert diff.abs().max() <= 1
+
+
+def test_a_12_bit_image_fills_the_8_bit_range(tmp_path: Path) -> None:
+    ramp = np.tile(np.linspace(0, 4095, 256).round(), (64, 1))  # a 12-bit detector's range
+    out = decode_image(_save_16bit(ramp, tmp_path / "x12.png"), 32).float()
+    assert out.min() <= 5 and out.max() >= 250
+    assert 110 < out.mean() < 145  # a ramp, not clipped to white
+
+
+@pytest.mark.parametrize("mode", ["LA", "P", "RGBA", "CMYK", "1", "I", "F"])
+def test_other_modes_decode(tmp_path: Path, mode: str) -> None:
+    gray = Image.open(make_xray(tmp_path / "x.png", True, 0, size=64))
+    if mode == "I":  # a 32-bit TIFF holding 12-bit values
+        img = Image.fromarray(np.asarray(gray).astype(np.int32) * 16)
+    elif mode == "F":  # a float TIFF scaled 0-1
+        img = Image.fromarray(np.asarray(gray).astype(np.float32) / 255)
+    else:
+        img = gray.convert(mode)
+    suffix = {"CMYK": "jpeg", "I": "tiff", "F": "tiff"}.get(mode, "png")
+    img.save(tmp_path / f"y.{suffix}")
+    out = decode_image(tmp_path / f"y.{suffix}", 32)
+    assert out.shape == (3, 32, 32) and out.float().std() > 10
+    if mode in ("I", "F"):
+        assert (out.int() - decode_image(tmp_path / "x.png", 32).int()).abs().max() <= 1
+
+
+def test_a_100_megapixel_jpeg_decodes_without_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "huge.jpeg"
+    Image.new("L", (10_000, 10_000), 128).save(path)  # solid: a few hundred kB on disk
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning (PIL's decompression bomb) fails
+        out = decode_image(path, 64)
+    assert out.shape == (3, 64, 64) and abs(out.float().mean().item() - 128) < 2
+
+
+def test_images_past_the_pixel_limit_are_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(preprocess, "MAX_PIXELS", 100 * 100)
+    Image.new("L", (120, 100), 0).save(tmp_path / "big.png")  # decoded whole: refused
+    Image.new("L", (240, 240), 0).save(tmp_path / "jpeg.jpeg")  # drafted to 60 x 60: fine
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ImageDecodeError, match=r"^image too large: 120 x 100 pixels, limit"):
+            decode_image(tmp_path / "big.png", 16)
+        assert decode_image(tmp_path / "jpeg.jpeg", 16).shape == (3, 16, 16)
+        with pytest.raises(ImageDecodeError, match="240 x 240 pixels"):
+            decode_image(tmp_path / "jpeg.jpeg", 100)  # drafted no smaller than 200 x 200

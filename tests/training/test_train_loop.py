@@ -5,7 +5,7 @@ import torch
 
 from tests.conftest import make_dataset, make_xray
 from training.config import UnknownPresetError, make_config
-from training.train_loop import TrainingCancelled, TrainingDataError, fit
+from training.train_loop import TrainingCancelled, TrainingDataError, TrainingDiverged, fit
 
 
 def _config(**kw):
@@ -140,3 +140,37 @@ def test_sensitivity_threshold_rule_is_fitted_on_the_tuning_split(tmp_path: Path
     prob = predict_proba(result.bundle.model, tune.images, result.bundle.normalizer)
     expected = sensitivity_threshold(tune.labels, prob, config.target_sensitivity)
     assert result.bundle.threshold == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("preset", ["seed", "tuned", None])
+def test_a_diverged_run_stops_with_a_one_line_error(tiny_dataset: Path, preset: str) -> None:
+    config = make_config("cnn", preset, img_size=32, epochs=3, batch_size=4, lr=1e12)
+    with pytest.raises(TrainingDiverged) as info:
+        fit(config, tiny_dataset)
+    message = str(info.value)
+    assert message.startswith("training diverged: ") and message.endswith("(now 1e+12)")
+    assert "\n" not in message and TrainingDiverged.user_error
+
+
+def test_the_first_non_finite_loss_stops_the_epoch(tiny_dataset: Path) -> None:
+    from training.models import create_model
+    from training.train_loop import Tensors, train_one_epoch
+
+    model = create_model("cnn", img_size=32)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    data = Tensors(torch.zeros((8, 3, 32, 32), dtype=torch.uint8), torch.tensor([0, 1] * 4))
+    plan = (torch.arange(8), torch.zeros(8, dtype=torch.long))
+    batches = []
+    with pytest.raises(TrainingDiverged, match=r"loss is nan at epoch 3, batch 1; lower --lr"):
+        train_one_epoch(
+            model,
+            data,
+            plan,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            _config(batch_size=4),
+            torch.Generator().manual_seed(0),
+            lambda b, n, loss: batches.append(b),
+            epoch=3,
+        )
+    assert batches == []  # no step was taken on a NaN loss
