@@ -12,6 +12,7 @@ import click
 from cli.cancel_cmd import cancel
 from cli.db_cmd import db
 from cli.ensemble_cmd import ensemble
+from cli.errors import friendly_errors
 from cli.report_cmd import report
 from cli.score_cmd import evaluate, score
 from cli.status_cmd import status
@@ -19,7 +20,15 @@ from cli.train_cmd import train
 from cli.worker_cmd import worker
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Cli(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        # A net under every command: an error a user can fix raised outside a command's own
+        # friendly_errors block is still one line, not a traceback.
+        with friendly_errors():
+            return super().invoke(ctx)
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cxrq")
 def cli() -> None:
     """Train, compare and run chest X-ray pneumonia classifiers as batch jobs.

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
@@ -49,3 +50,22 @@ def test_database_down_names_it(monkeypatch, tmp_path: Path) -> None:
 
 def test_worker_refuses_to_start_without_a_broker(db_url) -> None:
     assert "CXRQ_BROKER_URL is not set" in CliRunner().invoke(cli, ["worker"]).output
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:///{tmp}/garbage.db", "cannot be used (file is not a database); restore it"),
+        ("mysql://cxrq:hunter2@localhost/cxrq", "cxrq supports sqlite:///PATH and postgresql"),
+        ("sqlite:////proc/no/such/cxrq.db", "cannot create folder /proc/no"),
+    ],
+)
+def test_an_unusable_database_is_one_line(monkeypatch, tmp_path: Path, url, message) -> None:
+    from db.session import dispose_engines
+
+    (tmp_path / "garbage.db").write_text("garbage\n")
+    dispose_engines()
+    monkeypatch.setenv("CXRQ_DATABASE_URL", url.format(tmp=tmp_path))
+    out = fails("report", "jobs")
+    assert message in out and len(out.strip().splitlines()) == 1
+    dispose_engines()
