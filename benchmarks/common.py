@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,8 +32,16 @@ def machine() -> str:
     )
 
 
+def link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system
+        shutil.copyfile(src, dst)
+
+
 def repeated_fullres(dest: Path, copies: int = 7) -> Path:
-    """`copies` x the 150 full-resolution X-rays as symlinks (1,050 files for 7)."""
+    """`copies` x the 150 full-resolution X-rays as hard links, or copies across file systems
+    (1,050 files for 7); not symlinks, which the scanner counts once per real file."""
     sources = sorted((SHARED / "fullres").rglob("*.jpeg"))
     if not sources:
         raise SystemExit(f"no images in {SHARED / 'fullres'}")
@@ -41,7 +50,7 @@ def repeated_fullres(dest: Path, copies: int = 7) -> Path:
             link = dest / f"copy{copy}" / src.parent.name / src.name
             link.parent.mkdir(parents=True, exist_ok=True)
             if not link.exists():
-                link.symlink_to(src)
+                link_or_copy(src, link)
     return dest
 
 

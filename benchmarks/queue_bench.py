@@ -32,10 +32,12 @@ REDIS = os.environ.get("CXRQ_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 def _new_job(model_id: int, folder: Path, chunks: list[list[str]]) -> int:
     from db.session import session_scope
     from db.store import create_job
+    from db.work import create_units
 
     with session_scope() as s:
         job = create_job(s, "score", {"folder": str(folder), "chunk_size": len(chunks[0])})
         job.model_id, job.progress_total = model_id, sum(len(c) for c in chunks)
+        create_units(s, job, chunks)
         return job.id
 
 
@@ -111,7 +113,7 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 
 
 def queued(model_id: int, folder: Path, chunk_size: int, layout, logs: Path) -> tuple[float, int]:
-    from worker.dispatch import submit_scoring
+    from worker.dispatch import submit
     from worker.score_plan import plan_chunks
 
     procs = _start_workers(layout, logs)
@@ -119,12 +121,12 @@ def queued(model_id: int, folder: Path, chunk_size: int, layout, logs: Path) -> 
         # Warm-up: every pool process loads the model once, outside the measurement.
         warm = plan_chunks(folder, 8)[: 2 * sum(c for c, _ in layout)]
         warm_job = _new_job(model_id, folder, warm)
-        submit_scoring(warm_job, warm)
+        submit(warm_job, "score")
         _wait_done(warm_job)
         chunks = plan_chunks(folder, chunk_size)
         job_id = _new_job(model_id, folder, chunks)
         start = time.perf_counter()
-        submit_scoring(job_id, chunks)
+        submit(job_id, "score")
         _wait_done(job_id)
         return time.perf_counter() - start, len(chunks)
     finally:

@@ -27,21 +27,57 @@ def enqueue(job_id: int, send: Callable[[], None]) -> None:
         ) from None
 
 
-def follow(job_id: int, label: str, poll: float = 1.0) -> dict:
-    """Show a progress bar until the job ends; returns the job row as a dict."""
-    from db.queries import job_report
-    from db.session import session_scope
+STALL_S = 120.0  # no progress and no worker holding the job's work for this long: look why
 
+
+def follow(job_id: int, label: str, poll: float = 1.0, stall_s: float | None = None) -> dict:
+    """Show a progress bar until the job ends; returns the job row as a dict.
+
+    A job that stops moving is looked into: with no worker answering it stops following with a
+    one-line error (the job stays queued); with workers up it says so once and keeps waiting.
+    """
+    from db.queries import job_row
+    from db.session import session_scope
+    from db.store import get_job
+    from db.work import live_units
+
+    stall_s = STALL_S if stall_s is None else stall_s
     bar = ProgressBar(label)
+    last, moved_at, warned = None, time.monotonic(), False
     while True:
         with session_scope() as s:
-            job = job_report(s, str(job_id))
+            job, live = job_row(get_job(s, job_id)), live_units(s, job_id)
         if job["total"]:
             bar(min(job["done"], job["total"]), job["total"], job["message"])
         if job["state"] in FINAL:
             bar.close()
             return job
+        seen = (job["state"], job["done"], job["message"])
+        if seen != last or live:
+            last, moved_at, warned = seen, time.monotonic(), False
+        elif not warned and time.monotonic() - moved_at > stall_s:
+            warned = True
+            _stalled(job_id, stall_s, bar)
         time.sleep(poll)
+
+
+def _stalled(job_id: int, stall_s: float, bar: ProgressBar) -> None:
+    from db.settings import get_settings, mask_url
+    from worker.dispatch import workers_alive
+
+    alive = workers_alive()
+    if not alive:
+        bar.close()
+        url = mask_url(get_settings().broker_url or "")
+        raise click.ClickException(
+            f"job {job_id} has not moved for {stall_s:.0f} s and no worker answers on {url}; "
+            f"start one with `cxrq worker` (the job stays queued: `cxrq status {job_id}`)"
+        )
+    click.echo(
+        f"\njob {job_id} has not moved for {stall_s:.0f} s; {alive} worker(s) up but none on "
+        "it yet (busy, or its work is being sent again); still waiting",
+        err=True,
+    )
 
 
 def exit_for(job: dict) -> None:

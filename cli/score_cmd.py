@@ -18,7 +18,8 @@ from cli.progress import ProgressBar
     "--model",
     "model_ref",
     default=None,
-    help="model id, name or arch; default: the best by validation F1",
+    help="model id, name or arch; default: the best validation F1 among the models validated "
+    "on the largest shared validation set",
 )
 @click.option(
     "--chunk-size",
@@ -56,11 +57,13 @@ def _create_job(
     chunk_size: int,
     evaluate: bool,
     prevalence: float | None = None,
+    unreadable: list[tuple[str, str]] = (),
 ) -> int:
     from db.queries import resolve_scorer
     from db.schema import Model
     from db.session import session_scope
     from db.store import create_job
+    from db.work import create_units
 
     n_images = sum(len(c) for c in chunks)
     params = {"folder": str(folder), "chunk_size": chunk_size, "evaluate": evaluate}
@@ -77,9 +80,16 @@ def _create_job(
             params["prevalence"] = prevalence
             desc += f" at prevalence {prevalence:g}"
         job = create_job(s, "score", params)
-        job.model_id, job.progress_total = model_id, n_images
+        # An unreadable folder is one row (and one unit of progress) standing for its images.
+        job.model_id, job.progress_total = model_id, n_images + len(unreadable)
+        create_units(s, job, chunks)
         click.echo(f"job {job.id}: score {n_images} images in {folder} with {desc}")
-        return job.id
+        job_id = job.id
+    if unreadable:
+        from worker.score_job import record_unreadable_folders
+
+        record_unreadable_folders(job_id, list(unreadable))
+    return job_id
 
 
 def _score(
@@ -92,12 +102,14 @@ def _score(
 ) -> None:
     from training.data_files import label_from_path
     from worker import dispatch
-    from worker.score_plan import plan_chunks
+    from worker.score_plan import plan_folder
 
     folder = folder.expanduser().resolve()
     if not folder.is_dir():
         raise click.ClickException(f"folder {folder} does not exist")
-    chunks = plan_chunks(folder, chunk_size)
+    chunks, unreadable = plan_folder(folder, chunk_size)
+    for path, reason in unreadable:
+        click.echo(f"warning: cannot read folder {path} ({reason}); it is an error row", err=True)
     if not chunks:
         raise click.ClickException(f"no .jpeg, .jpg or .png images below {folder}")
     if evaluate and not any(
@@ -109,15 +121,15 @@ def _score(
     queued = dispatch.is_queued()
     if queued:
         dispatch.check_broker()  # before any row exists: nothing half-written
-    job_id = _create_job(folder, model_ref, chunks, chunk_size, evaluate, prevalence)
+    job_id = _create_job(folder, model_ref, chunks, chunk_size, evaluate, prevalence, unreadable)
     if queued:
-        enqueue(job_id, lambda: dispatch.submit_scoring(job_id, chunks))
+        enqueue(job_id, lambda: dispatch.submit(job_id, "score"))
         click.echo(f"queued {len(chunks)} chunks; follow with: cxrq status {job_id}")
         if wait:
             exit_for(follow(job_id, "score"))
         return
     bar = ProgressBar("score")
-    result = dispatch.run_scoring(job_id, chunks, bar)
+    result = dispatch.run_scoring(job_id, bar)
     bar.close()
     click.echo(f"job {job_id} {result['state']}: {result['message']}")
     if result["scores"]:

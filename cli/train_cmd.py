@@ -52,9 +52,10 @@ from cli.progress import ProgressBar
 )
 @click.option(
     "--max-per-class",
-    type=click.IntRange(min=0),
+    # At least 1: the config stores "no cap" as 0, so a 0 here would silently train on all.
+    type=click.IntRange(min=1),
     default=None,
-    help="use at most N training images per class (quick runs)",
+    help="use at most N (>= 1) training images per class (quick runs); default: all",
 )
 @click.option(
     "--equalize",
@@ -141,6 +142,7 @@ def _train(arch, data_dir, preset, name, seed, wait, overrides) -> None:  # noqa
     from db.session import session_scope
     from db.settings import get_settings
     from db.store import create_job
+    from db.work import create_units
     from worker import dispatch
     from worker.train_job import build_config
 
@@ -154,10 +156,12 @@ def _train(arch, data_dir, preset, name, seed, wait, overrides) -> None:  # noqa
     if queued:
         dispatch.check_broker()  # before any row exists: nothing half-written
     with session_scope() as s:
-        job_id = create_job(s, "train", params).id
+        job = create_job(s, "train", params)
+        create_units(s, job, [[]])  # a training is one unit of work
+        job_id = job.id
     click.echo(f"job {job_id}: train {config.arch} ({config.preset} preset)")
     if queued:
-        enqueue(job_id, lambda: dispatch.submit_training(job_id))
+        enqueue(job_id, lambda: dispatch.submit(job_id, "train"))
         click.echo(f"queued; follow with: cxrq status {job_id}")
         if wait:
             job = follow(job_id, f"train {config.arch}")

@@ -43,6 +43,12 @@ def worker(queues: str, concurrency: int, loglevel: str) -> None:
         dispatch.check_broker()
         connect_or_raise(get_engine())  # and the schema is current, or say `cxrq db upgrade`
         from worker.celery_app import app
+    # Import torch once here, before the pool forks: a pool child then starts in milliseconds
+    # instead of importing torch itself, which on a loaded machine outlasted Celery's wait for
+    # the child and crash-looped the worker. Importing torch does not initialise CUDA, so
+    # children still touch the GPU first, after the fork.
+    import torch  # noqa: F401
+
     # Pool processes read this to split the cores between them.
     os.environ["CXRQ_WORKER_CONCURRENCY"] = str(concurrency)
     app.worker_main(

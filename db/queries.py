@@ -30,15 +30,25 @@ def _latest(
 
 
 def _best_by_val_f1(session: Session, models: list[Model]) -> Model:
-    def key(m: Model) -> tuple[float, int]:
-        val = _latest(session, "validation", m.id)
-        return (val.f1 if val else -1.0, m.id)  # ties: the newest
+    """Best validation F1, compared only on one validation set: the largest one.
 
-    return max(models, key=key)
+    F1 on different validation sets is not comparable (a 4-image quick run scores 1.0 on n=2),
+    so only models validated on the same images as the largest validation set compete.
+    """
+    vals = {m.id: _latest(session, "validation", m.id) for m in models}
+    validated = [v for v in vals.values() if v is not None]
+    if not validated:
+        return max(models, key=lambda m: m.id)  # nothing to compare: the newest
+    largest = max(validated, key=lambda v: (v.n, v.id))
+    same_set = [
+        m for m in models if (v := vals[m.id]) and (v.dataset, v.n) == (largest.dataset, largest.n)
+    ]
+    return max(same_set, key=lambda m: (vals[m.id].f1, m.id))  # ties: the newest
 
 
 def resolve_model(session: Session, ref: str | None) -> Model:
-    """A model by id, by name, or by arch; several matches (or no ref) -> best validation F1."""
+    """A model by id, by name, or by arch; several matches (or no ref) -> best validation F1
+    on the largest shared validation set."""
     if ref is not None and ref.isdigit():
         model = session.get(Model, int(ref))
         if model is None:

@@ -137,3 +137,29 @@ class Prediction(Base):
     label: Mapped[str | None] = mapped_column(String(16))
     true_label: Mapped[str | None] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class WorkUnit(Base):
+    """One piece of a job that a worker leases: a chunk of images to score, or a training.
+
+    The database, not the broker, is the record of what a job still needs: a worker holds a
+    unit by renewing `lease_until`; a unit whose lease ran out (its worker died) or whose message
+    the broker lost is sent again by the reaper. Claims are conditional updates, so however
+    many copies of a message arrive, one worker at a time runs a unit.
+    """
+
+    __tablename__ = "work_units"
+    __table_args__ = (UniqueConstraint("job_id", "seq", name="uq_work_unit"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int]
+    paths: Mapped[list[str]] = mapped_column(JSON, default=list)  # empty for a training
+    state: Mapped[str] = mapped_column(
+        String(16), default="queued", index=True
+    )  # queued|running|done
+    owner: Mapped[str | None] = mapped_column(String(128))  # the current claim's token
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sends: Mapped[int] = mapped_column(default=0)  # messages sent for it (1 unless re-sent)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

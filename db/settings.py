@@ -7,7 +7,8 @@
 | CXRQ_DATA | unset | default dataset folder for `cxrq train` |
 | CXRQ_CACHE_DIR | <user cache dir> | local cache of model weights and decoded images |
 | CXRQ_TORCH_THREADS | cores / worker concurrency | torch threads per worker pool process |
-| CXRQ_VISIBILITY_TIMEOUT | 14400 (4 h) | seconds before an unacked task goes to another worker |
+| CXRQ_VISIBILITY_TIMEOUT | 14400 (4 h) | seconds before the broker redelivers an unacked task |
+| CXRQ_LEASE_SECONDS | 30 | a unit of work whose lease is not renewed for this long is re-sent |
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Settings:
     data_dir: str | None
     cache_dir: Path
     visibility_timeout: int
+    lease_seconds: float
 
 
 def default_database_url() -> str:
@@ -41,6 +43,7 @@ def get_settings() -> Settings:
         data_dir=os.environ.get("CXRQ_DATA") or None,
         cache_dir=Path(os.environ.get("CXRQ_CACHE_DIR") or user_cache_dir("cxrq")),
         visibility_timeout=int(os.environ.get("CXRQ_VISIBILITY_TIMEOUT") or 4 * 3600),
+        lease_seconds=float(os.environ.get("CXRQ_LEASE_SECONDS") or 30),
     )
 
 

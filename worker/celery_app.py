@@ -11,9 +11,11 @@ database, so there is no result backend.
 from __future__ import annotations
 
 import os
+import threading
+from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from kombu import Queue
 
 from db.settings import get_settings
@@ -40,14 +42,17 @@ def make_app(broker_url: str | None = None) -> Celery:
             "cxrq.train": {"queue": TRAIN_QUEUE},
             "cxrq.score_chunk": {"queue": SCORE_QUEUE},
         },
-        # An unacked task (its worker died) goes back to the queue after `timeout` seconds;
-        # it must exceed the longest training, or a live training would be handed out twice.
+        # The broker's own redelivery of an unacked task. Recovery from a dead worker is the
+        # reaper's job (leases, seconds); this stays long so no live training is handed out twice.
         broker_transport_options={
             "visibility_timeout": timeout,
             "unacked_restore_interval": max(1, min(60, timeout // 4)),
             "unacked_restore_throttle": 1,
         },
         broker_connection_retry_on_startup=True,
+        # A pool child that is replaced (after a crash) reports UP only after its init; on a
+        # loaded machine the default 4 s was too short and the worker crash-looped.
+        worker_proc_alive_timeout=60,
         worker_send_task_events=True,  # for Flower
         task_send_sent_event=True,
     )
@@ -61,14 +66,52 @@ app = make_app()
 def _fresh_child(**_: object) -> None:
     """In each forked pool process: new DB connections, and torch threads that share the cores.
 
-    The parent never imports torch (tasks import it lazily), so CUDA is first touched here,
-    after the fork, never in the forking parent.
+    The parent imports torch (`cxrq worker`) but never runs it, so CUDA is first touched in a
+    child, after the fork.
     """
     from db.session import dispose_engines
 
-    dispose_engines()
+    dispose_engines(close=False)  # the parent's pooled connections are the parent's to close
     import torch
 
     concurrency = int(os.environ.get("CXRQ_WORKER_CONCURRENCY") or 1)
     default = max(1, (os.cpu_count() or 1) // concurrency)
     torch.set_num_threads(int(os.environ.get("CXRQ_TORCH_THREADS") or default))
+
+
+_reaper_stop = threading.Event()
+
+
+def queue_is_empty(app_: Celery, queue: str) -> bool:
+    """Whether the broker holds no message for queue (unknown counts as empty: re-send)."""
+    try:
+        with app_.connection_for_read() as conn:
+            return conn.default_channel.queue_declare(queue=queue, passive=True).message_count == 0
+    except Exception:
+        return True
+
+
+@worker_ready.connect
+def _start_reaper(sender: Any = None, **_: object) -> None:
+    """In the worker's main process, once its pool is up (so no thread is forked)."""
+    from worker.dispatch import send_units
+    from worker.reaper import run_forever
+
+    app_ = sender.app if sender is not None else app
+
+    def send(kind: str, job_id: int, unit_ids: list[int]) -> None:
+        send_units(app_, kind, job_id, unit_ids, mark=False)
+
+    _reaper_stop.clear()
+    thread = threading.Thread(
+        target=run_forever,
+        args=(send, lambda kind: queue_is_empty(app_, kind), _reaper_stop),
+        daemon=True,
+        name="reaper",
+    )
+    thread.start()
+
+
+@worker_shutdown.connect
+def _stop_reaper(**_: object) -> None:
+    _reaper_stop.set()

@@ -24,10 +24,10 @@ def run_training(job_id: int, echo: ProgressFn | None = None) -> int | None:
     return run_training_job(job_id, echo)
 
 
-def run_scoring(job_id: int, chunks: list[list[str]], echo: ProgressFn | None = None) -> Any:
+def run_scoring(job_id: int, echo: ProgressFn | None = None) -> Any:
     from worker.score_job import run_scoring_job
 
-    return run_scoring_job(job_id, chunks, echo)
+    return run_scoring_job(job_id, echo=echo)
 
 
 _apps: dict[str, Any] = {}
@@ -57,12 +57,35 @@ def check_broker(timeout: float = 3.0) -> None:
         ) from None
 
 
-def submit_training(job_id: int) -> None:
-    _app().send_task("cxrq.train", args=[job_id])
+def workers_alive(timeout: float = 2.0) -> int:
+    """How many workers answer a ping on the broker now."""
+    try:
+        return len(_app().control.ping(timeout=timeout) or [])
+    except Exception:
+        return 0
 
 
-def submit_scoring(job_id: int, chunks: list[list[str]]) -> None:
-    app = _app()
-    with app.producer_or_acquire() as producer:  # one connection for every chunk
-        for chunk in chunks:
-            app.send_task("cxrq.score_chunk", args=[job_id, chunk], producer=producer)
+TASKS = {"train": "cxrq.train", "score": "cxrq.score_chunk"}
+
+
+def send_units(app: Any, kind: str, job_id: int, unit_ids: list[int], mark: bool = True) -> None:
+    """One message per unit, over one connection; mark: record each unit as sent."""
+    from db import work
+    from db.session import session_scope
+
+    with app.producer_or_acquire() as producer:
+        for unit_id in unit_ids:
+            app.send_task(TASKS[kind], args=[job_id, unit_id], producer=producer)
+    if mark:
+        with session_scope() as s:
+            work.mark_sent(s, unit_ids)
+
+
+def submit(job_id: int, kind: str) -> None:
+    """Send every unit of a new job."""
+    from db import work
+    from db.session import session_scope
+
+    with session_scope() as s:
+        ids = work.unit_ids(s, job_id)
+    send_units(_app(), kind, job_id, ids)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from db.session import DatabaseError
 from db.store import set_progress
 
 ProgressFn = Callable[[int, int, str], None]
@@ -22,5 +23,8 @@ class JobProgress:
             self.echo(done, total, message)
         now = time.monotonic()
         if done >= total or now - self._last_write >= self.interval:
-            set_progress(self.job_id, done, total, message)
+            try:
+                set_progress(self.job_id, done, total, message)
+            except DatabaseError:
+                return  # progress is advisory: a database blip must not end a training
             self._last_write = now

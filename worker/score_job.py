@@ -1,10 +1,11 @@
-"""The scoring job: one prediction row per image and scorer, written chunk by chunk, then scores.
+"""The scoring job: one prediction row per image and scorer, written unit by unit, then scores.
 
-Both modes run the same functions: embedded mode loops over the chunks in the CLI process;
-queued mode sends one task per chunk. Rows are upserted on (job, scorer, path), so a
-redelivered or retried chunk never doubles a row, and progress is the count of the job's own
-scorer's rows (the model's, or the ensemble's combined ones). Whichever chunk writes the last
-missing row closes the job (`maybe_finish`), exactly once.
+Both modes run the same functions: embedded mode loops over the job's units in the CLI process;
+queued mode sends one task per unit. A unit (db.work) is a chunk of paths a worker must hold a
+lease on to score; its rows and its `done` mark commit together. Rows are upserted on
+(job, scorer, path), so a redelivered or re-sent unit never doubles a row. `settle` closes the
+job once every unit is done (or it was cancelled and nothing runs), exactly once, from whichever
+worker, reaper or CLI gets there first.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ from typing import Any
 import torch
 from sqlalchemy import func, select, update
 
-from db.schema import CLASSES_BY_INDEX, Job, Model, Prediction, utcnow
+from db import work
+from db.schema import CLASSES_BY_INDEX, FINAL_STATES, Job, Model, Prediction, utcnow
 from db.session import session_scope
 from db.store import finish_job, get_job, save_evaluation, upsert_predictions
 from training.data_files import label_from_path
 from training.metrics import binary_scores
+from worker.lease import hold
 from worker.progress import ProgressFn
 from worker.scorers import (
+    NOT_A_NUMBER,
     PREVALENCE_THRESHOLD,
     Scorer,
     failed_rows,
@@ -31,6 +35,7 @@ from worker.scorers import (
 )
 
 NOT_SCORED = "not scored: "  # error prefix of rows whose chunk failed for good
+FOLDER_UNREADABLE = "folder not readable: "  # error prefix of a row standing for a whole folder
 
 
 def true_label(path: Path, folder: Path) -> str | None:
@@ -41,54 +46,58 @@ def true_label(path: Path, folder: Path) -> str | None:
 
 
 def _start_or_skip(job_id: int) -> tuple[Scorer, Path] | None:
-    """Mark the job running; None when it was cancelled (and mark it so) or already ended."""
+    """Mark the job running; None when it ended or a cancel was asked (`settle` closes it)."""
     with session_scope() as s:
         job = get_job(s, job_id)
-        if job.cancel_requested and job.state in ("pending", "running"):
-            job.state, job.finished_at = "cancelled", utcnow()
-            job.message = f"cancelled after {job.progress_done} of {job.progress_total} images"
-        if job.state not in ("pending", "running"):
+        if job.cancel_requested or job.state in FINAL_STATES:
             return None
         if job.state == "pending":
             job.state, job.started_at = "running", utcnow()
         return scorer_of(job), Path(job.params["folder"])
 
 
-def _write_rows(job_id: int, key: str, rows: list[dict], overwrite: bool, message: str) -> None:
+def _write_rows(job_id: int, unit_id: int, key: str, rows: list[dict], overwrite: bool) -> None:
+    """The unit's rows and its done mark in one transaction; progress is a fresh row count."""
     with session_scope() as s:
         upsert_predictions(s, rows, overwrite=overwrite)
+        work.finish_unit(s, unit_id)
+        # Approximate under concurrency (a chunk committing now is missed); `settle` recounts.
         done = (
             select(func.count())
             .where(Prediction.job_id == job_id, Prediction.scorer == key)
             .scalar_subquery()
         )
-        s.execute(update(Job).where(Job.id == job_id).values(progress_done=done, message=message))
+        s.execute(update(Job).where(Job.id == job_id).values(progress_done=done))
 
 
-def score_chunk(job_id: int, paths: list[str]) -> int:
-    """Score some of a job's images and upsert their rows; returns how many images."""
-    started = _start_or_skip(job_id)
-    if started is None:
-        return 0
-    scorer, folder = started
-    truth = [true_label(Path(p), folder) for p in paths]
-    rows = prediction_rows(job_id, scorer, paths, truth)
-    errors = sum(r["error"] is not None for r in rows if r["scorer"] == scorer.key)
-    message = f"scored a chunk of {len(paths)} ({errors} unreadable)"
-    _write_rows(job_id, scorer.key, rows, True, message)
-    return len(paths)
+def score_unit(unit_id: int) -> int:
+    """Score one unit's images and store their rows; returns how many images (0: skipped)."""
+    with hold(unit_id) as lease:
+        if lease is None:  # done already, or another worker holds it now
+            return 0
+        started = _start_or_skip(lease.job_id)
+        if started is None:
+            return 0
+        scorer, folder = started
+        truth = [true_label(Path(p), folder) for p in lease.paths]
+        rows = prediction_rows(lease.job_id, scorer, lease.paths, truth)
+        _write_rows(lease.job_id, unit_id, scorer.key, rows, True)
+        return len(lease.paths)
 
 
-def fail_chunk(job_id: int, paths: list[str], reason: str) -> None:
-    """A chunk that failed for good: error rows for its images, never over a scored row."""
-    started = _start_or_skip(job_id)
-    if started is None:
-        return
-    scorer, folder = started
-    reason = NOT_SCORED + (reason.strip().splitlines()[0] if reason.strip() else "unknown")
-    truth = [true_label(Path(p), folder) for p in paths]
-    rows = failed_rows(job_id, scorer, paths, truth, reason)
-    _write_rows(job_id, scorer.key, rows, False, f"a chunk of {len(paths)} failed: {reason}")
+def fail_unit(unit_id: int, reason: str) -> None:
+    """A unit that failed for good: error rows for its images, never over a scored row."""
+    with hold(unit_id) as lease:
+        if lease is None:
+            return
+        started = _start_or_skip(lease.job_id)
+        if started is None:
+            return
+        scorer, folder = started
+        reason = NOT_SCORED + (reason.strip().splitlines()[0] if reason.strip() else "unknown")
+        truth = [true_label(Path(p), folder) for p in lease.paths]
+        rows = failed_rows(lease.job_id, scorer, lease.paths, truth, reason)
+        _write_rows(lease.job_id, unit_id, scorer.key, rows, False)
 
 
 def _evaluate(s, job: Job, key: str, ids: dict[str, int]) -> dict[str, Any] | None:  # noqa: ANN001
@@ -118,14 +127,37 @@ def _evaluate(s, job: Job, key: str, ids: dict[str, int]) -> dict[str, Any] | No
     return scores
 
 
+def _error_counts(errors: list[str | None]) -> dict[str, int]:
+    """Error rows by what they mean; all but 'unreadable' leave the job `partial`."""
+    counts = dict.fromkeys(("unreadable", "lost", "folders", "nan"), 0)
+    for error in filter(None, errors):
+        if error.startswith(NOT_SCORED):
+            counts["lost"] += 1
+        elif error.startswith(FOLDER_UNREADABLE):
+            counts["folders"] += 1
+        elif error == NOT_A_NUMBER:
+            counts["nan"] += 1
+        else:
+            counts["unreadable"] += 1
+    return counts
+
+
+PARTIAL_BECAUSE = {
+    "lost": "{} not scored (chunk failed)",
+    "folders": "{} folder(s) could not be read (their images are missing)",
+    "nan": "{} with a model output that is not a number",
+}
+
+
 def _summarise(s, job: Job) -> tuple[str, str, dict[str, Any] | None]:  # noqa: ANN001
     scorer = scorer_of(job)
-    rows = s.execute(
+    errors = s.scalars(
         select(Prediction.error).where(Prediction.job_id == job.id, Prediction.scorer == scorer.key)
     ).all()
-    errors = sum(r.error is not None for r in rows)
-    lost = sum(bool(r.error and r.error.startswith(NOT_SCORED)) for r in rows)
-    summary = f"{len(rows)} images: {len(rows) - errors} scored, {errors - lost} unreadable"
+    counts = _error_counts(errors)
+    n_images = len(errors) - counts["folders"]
+    scored = len(errors) - sum(counts.values())
+    summary = f"{n_images} images: {scored} scored, {counts['unreadable']} unreadable"
     if scorer.ensemble_id is not None:
         for model_id in scorer.model_ids:
             _evaluate(s, job, f"model:{model_id}", {"model_id": model_id})
@@ -134,22 +166,53 @@ def _summarise(s, job: Job) -> tuple[str, str, dict[str, Any] | None]:  # noqa: 
         scores = _evaluate(s, job, scorer.key, {"model_id": scorer.model_ids[0]})
     if scores:
         summary += f"; F1 {scores['f1']:.3f} on {scores['n']} labelled"
-    if lost:
-        return "partial", f"{summary}; {lost} not scored (chunk failed)", scores
-    return "succeeded", summary, scores
+    why = [text.format(counts[key]) for key, text in PARTIAL_BECAUSE.items() if counts[key]]
+    return ("partial" if why else "succeeded"), "; ".join([summary, *why]), scores
 
 
-def maybe_finish(job_id: int) -> dict[str, Any] | None:
-    """Close the job if every image has a row; only one caller ever wins the close."""
+def record_unreadable_folders(job_id: int, folders: list[tuple[str, str]]) -> None:
+    """An error row per folder the scan could not read: counted, reported, never silent."""
+    with session_scope() as s:
+        scorer = scorer_of(get_job(s, job_id))
+        rows = [
+            row
+            for path, reason in folders
+            for row in failed_rows(job_id, scorer, [path], [None], FOLDER_UNREADABLE + reason)
+        ]
+        upsert_predictions(s, rows, overwrite=False)
+
+
+def _recount(s, job: Job) -> int:  # noqa: ANN001
+    key = scorer_of(job).key
+    done = s.scalar(
+        select(func.count()).where(Prediction.job_id == job.id, Prediction.scorer == key)
+    )
+    job.progress_done = done
+    return done
+
+
+def settle(job_id: int) -> dict[str, Any] | None:
+    """Close the job if it is over: every unit done, or cancelled with no unit running.
+
+    Only one caller wins the close (a conditional update); the others get None.
+    """
     with session_scope() as s:
         job = get_job(s, job_id)
-        if job.state != "running" or job.progress_done < job.progress_total:
+        if job.state in FINAL_STATES:
+            return None
+        done = _recount(s, job)
+        if job.cancel_requested:
+            message = f"cancelled after {done} of {job.progress_total} images"
+            if work.cancel_if_idle(s, job, message):
+                return {"state": "cancelled", "message": message, "scores": None}
+            return None
+        if work.open_units(s, job_id):
             return None
         state, summary, scores = _summarise(s, job)
         won = s.execute(
             update(Job)
-            .where(Job.id == job_id, Job.state == "running")
-            .values(state=state, message=summary, finished_at=utcnow())
+            .where(Job.id == job_id, Job.state.not_in(FINAL_STATES))
+            .values(state=state, message=summary, finished_at=utcnow(), progress_done=done)
         ).rowcount
         if not won:  # another worker closed it first; drop our duplicate evaluation
             s.rollback()
@@ -157,19 +220,35 @@ def maybe_finish(job_id: int) -> dict[str, Any] | None:
         return {"state": state, "message": summary, "scores": scores}
 
 
+def plan_units(job_id: int, chunks: list[list[str]]) -> None:
+    """Cut the job into its units (once; a job that has units keeps them)."""
+    with session_scope() as s:
+        job = get_job(s, job_id)
+        if not work.unit_ids(s, job_id, ("queued", "running", "done")):
+            work.create_units(s, job, chunks)
+
+
 def run_scoring_job(
-    job_id: int, chunks: list[list[str]], echo: ProgressFn | None = None
+    job_id: int, chunks: list[list[str]] | None = None, echo: ProgressFn | None = None
 ) -> dict[str, Any]:
-    """Embedded mode: score every chunk in this process, then close the job."""
-    total = sum(len(c) for c in chunks)
+    """Embedded mode: score every unit in this process, then close the job.
+
+    Ctrl-C (or any error) ends the job instead of leaving it `running` with no one at work.
+    """
+    if chunks is not None:
+        plan_units(job_id, chunks)
+    with session_scope() as s:
+        units, total = work.unit_ids(s, job_id), get_job(s, job_id).progress_total
     try:
         done = 0
-        for chunk in chunks:
-            score_chunk(job_id, chunk)
-            done += len(chunk)
+        for unit_id in units:
+            done += score_unit(unit_id)
             if echo:
                 echo(done, total, f"{done}/{total} images")
-        result = maybe_finish(job_id)
+        result = settle(job_id)
+    except KeyboardInterrupt:
+        finish_job(job_id, "cancelled", f"interrupted after {done} of {total} images")
+        raise
     except Exception as exc:
         finish_job(job_id, "failed", f"{type(exc).__name__}: {exc}", traceback.format_exc())
         raise

@@ -1,18 +1,30 @@
-"""The training job: TrainConfig from the job row -> trained model, weights and scores in the DB."""
+"""The training job: TrainConfig from the job row -> trained model, weights and scores in the DB.
+
+The job has one work unit; the worker trains only while it holds the unit's lease, so a
+redelivered or re-sent message never starts a second copy of a live training, and a training
+whose lease was given away (its worker looked dead) stops instead of storing a second model.
+"""
 
 from __future__ import annotations
 
 import traceback
 
-from db.schema import Job
-from db.session import session_scope
+from db import work
+from db.schema import Job, utcnow
+from db.session import DatabaseError, session_scope
 from db.store import finish_job, get_job, mark_running, save_evaluation, save_model
 from training.checkpoint import sha256, to_bytes
 from training.config import TrainConfig, make_config
 from training.data_files import find_splits
 from training.models import UnknownModelError, list_models
 from training.train_loop import TrainingCancelled, TrainResult, fit
+from worker.lease import Lease, hold
 from worker.progress import JobProgress, ProgressFn
+from worker.retry import with_db_retry
+
+
+class LeaseLost(RuntimeError):
+    """Another worker was given this training (ours looked dead); it, not we, stores a model."""
 
 
 def build_config(arch: str, preset: str | None, data_dir: str, **overrides: object) -> TrainConfig:
@@ -23,14 +35,22 @@ def build_config(arch: str, preset: str | None, data_dir: str, **overrides: obje
     return make_config(arch, preset, **overrides)
 
 
-def _cancel_requested(job_id: int) -> bool:
-    with session_scope() as s:
-        return bool(s.get(Job, job_id).cancel_requested)
+def _should_stop(job_id: int, lease: Lease) -> bool:
+    if lease.lost.is_set():
+        return True
+    try:
+        with session_scope() as s:
+            return bool(s.get(Job, job_id).cancel_requested)
+    except DatabaseError:
+        return False  # a database blip is no reason to throw away an epoch
 
 
-def _store(job_id: int, name: str, config: TrainConfig, result: TrainResult) -> int:
+def _store(job_id: int, name: str, config: TrainConfig, result: TrainResult, lease: Lease) -> int:
+    """Model, scores, the unit's done mark and the job's success: one transaction, ours only."""
     weights = to_bytes(result.bundle)
     with session_scope() as s:
+        if not work.renew(s, lease.unit_id, lease.token, lease.seconds):
+            raise LeaseLost(f"job {job_id}: another worker took this training over")
         model = save_model(
             s,
             name=name,
@@ -50,15 +70,37 @@ def _store(job_id: int, name: str, config: TrainConfig, result: TrainResult) -> 
         save_evaluation(s, "validation", f"{root} ({how})", result.val_scores, job_id, model.id)
         if result.test_scores:
             save_evaluation(s, "test", f"{root}/test", result.test_scores, job_id, model.id)
+        work.finish_unit(s, lease.unit_id)
+        job = get_job(s, job_id)
+        f1 = result.val_scores["f1"]
+        job.state, job.finished_at, job.model_id = "succeeded", utcnow(), model.id
+        job.message = f"model {model.id}, validation F1 {f1:.3f}"
         return model.id
 
 
-def run_training_job(job_id: int, echo: ProgressFn | None = None) -> int | None:
+def ensure_unit(job_id: int) -> int:
+    """The training's work unit, made on first use (jobs created before units existed)."""
+    with session_scope() as s:
+        ids = work.unit_ids(s, job_id, ("queued", "running", "done"))
+        return ids[0] if ids else work.create_units(s, get_job(s, job_id), [[]])[0]
+
+
+def run_training_job(
+    job_id: int, echo: ProgressFn | None = None, unit_id: int | None = None
+) -> int | None:
     """Train the model a job row describes; returns the new model id (None if not succeeded)."""
+    with hold(unit_id or ensure_unit(job_id)) as lease:
+        if lease is None:  # trained already, or a live worker is training it now
+            return None
+        return _train(job_id, lease, echo)
+
+
+def _train(job_id: int, lease: Lease, echo: ProgressFn | None) -> int | None:
     with session_scope() as s:
         job = get_job(s, job_id)
         params, ended = job.params, job.state not in ("pending", "running")
-    if ended or _cancel_requested(job_id):
+        cancelled = job.cancel_requested
+    if ended or cancelled:
         if not ended:
             finish_job(job_id, "cancelled", "cancelled before it started")
         return None
@@ -66,15 +108,18 @@ def run_training_job(job_id: int, echo: ProgressFn | None = None) -> int | None:
     mark_running(job_id, message=f"training {config.arch}")
     try:
         result = fit(
-            config, params["data"], JobProgress(job_id, echo), lambda: _cancel_requested(job_id)
+            config, params["data"], JobProgress(job_id, echo), lambda: _should_stop(job_id, lease)
         )
-        model_id = _store(job_id, params.get("name") or config.arch, config, result)
-    except TrainingCancelled as exc:
+        name = params.get("name") or config.arch
+        return with_db_retry(lambda: _store(job_id, name, config, result, lease))
+    except (TrainingCancelled, LeaseLost) as exc:
+        if lease.lost.is_set() or isinstance(exc, LeaseLost):
+            return None  # the worker that holds it now finishes the job
         finish_job(job_id, "cancelled", str(exc))
         return None
+    except KeyboardInterrupt:
+        finish_job(job_id, "cancelled", "interrupted (Ctrl-C) during training")
+        raise
     except Exception as exc:
         finish_job(job_id, "failed", f"{type(exc).__name__}: {exc}", traceback.format_exc())
         raise
-    f1 = result.val_scores["f1"]
-    finish_job(job_id, "succeeded", f"model {model_id}, validation F1 {f1:.3f}", model_id=model_id)
-    return model_id

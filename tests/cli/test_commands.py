@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from cli.main import cli
+from db.migrate import head_revision
 from db.schema import Evaluation, Job, Model, Prediction
 from db.session import session_scope
 from tests.conftest import make_xray
@@ -96,6 +98,7 @@ def test_score_then_report_predictions_in_every_format(trained: int, tmp_path: P
         (("train", "--arch", "cnn"), "pass --data DIR or set CXRQ_DATA"),
         (("train", "--arch", "cnn", "--threshold", "high"), "balanced or sensitivity"),
         (("train", "--arch", "cnn", "--threshold", "1.5"), "a number in (0, 1)"),
+        (("train", "--arch", "cnn", "--max-per-class", "0"), "0 is not in the range x>=1"),
         (("score", ".", "--prevalence", "1"), "--prevalence"),
         (("score", "/no/such/dir"), "does not exist"),
         (("report", "job", "12345"), "no job 12345"),
@@ -114,7 +117,7 @@ def test_scoring_without_a_model_or_images_says_what_to_do(db_url, tmp_path: Pat
 
 
 def test_db_upgrade(db_url: str) -> None:
-    assert "is at schema 0002" in run("db", "upgrade")
+    assert f"is at schema {head_revision()}" in run("db", "upgrade")
 
 
 def test_score_at_a_stated_prevalence_restates_p_and_decides_at_half(
@@ -170,3 +173,71 @@ def test_report_models_shows_validation_and_test_side_by_side(db_url: str) -> No
     assert rows[0]["test_f1"] == "0.6" and rows[0]["test_tn"] == "7" and rows[1]["test_n"] == ""
     counts = {f"{p}_{k}" for p in ("val", "test") for k in ("precision", "fn", "threshold", "n")}
     assert counts <= set(rows[0])
+
+
+def test_a_diverged_training_fails_its_job_and_stores_no_model(
+    db_url: str, tiny_dataset: Path
+) -> None:
+    args = ("--arch", "cnn", "--data", tiny_dataset, "--epochs", "1", "--img-size", "32")
+    out = run("train", *args, "--lr", "1e12", ok=False)
+    error = out.strip().splitlines()[-1]
+    assert error.startswith("Error: training diverged: ") and error.endswith("(now 1e+12)")
+    with session_scope() as s:
+        job = s.scalars(select(Job)).one()
+        assert job.state == "failed" and "training diverged" in job.message
+        assert "\n" not in job.message
+        assert s.scalar(select(func.count()).select_from(Model)) == 0
+
+
+def test_a_model_that_outputs_nan_gives_error_rows_not_normal(trained: int, tmp_path: Path) -> None:
+    from training.checkpoint import from_bytes, sha256, to_bytes
+
+    with session_scope() as s:  # the weights a diverged run would have stored
+        model = s.get(Model, trained)
+        bundle = from_bytes(model.weights)
+        with torch.no_grad():
+            for p in bundle.model.parameters():
+                p.fill_(float("nan"))
+        model.weights = to_bytes(bundle)
+        model.weights_sha256 = sha256(model.weights)
+    make_xray(tmp_path / "xrays" / "NORMAL" / "IM-0001-0001.jpeg", False, 0)
+    make_xray(tmp_path / "xrays" / "PNEUMONIA" / "person1_virus_1.jpeg", True, 1)
+    out = run("score", tmp_path / "xrays", "--model", "tiny")
+    assert "partial: 2 images: 0 scored, 0 unreadable; 2 with a model output that is not a" in out
+    rows = json.loads(run("report", "predictions", "latest", "--format", "json"))
+    assert [(r["label"], r["prob_pneumonia"], r["error"]) for r in rows] == [
+        (None, None, "model output is not a number")
+    ] * 2
+
+
+def test_an_unreadable_folder_is_an_error_row_and_a_partial_job(
+    trained: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(3):
+        make_xray(tmp_path / "xrays" / "NORMAL" / f"n{i}.jpeg", False, i)
+        make_xray(tmp_path / "xrays" / "PNEUMONIA" / f"p{i}.jpeg", True, i)
+    locked, real_scandir = tmp_path / "xrays" / "PNEUMONIA", os.scandir
+
+    def scandir(path: str = ".") -> object:  # as root a chmod 000 folder is readable anyway
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    out = run("score", tmp_path / "xrays", "--model", "tiny")
+    assert f"warning: cannot read folder {locked} (Permission denied)" in out
+    assert "partial: 3 images: 3 scored, 0 unreadable" in out
+    assert "1 folder(s) could not be read" in out
+    rows = json.loads(run("report", "predictions", "latest", "--format", "json"))
+    assert [r["error"] for r in rows if r["error"]] == ["folder not readable: Permission denied"]
+    assert "4/4" in run("status", "latest")
+
+
+@pytest.mark.parametrize(
+    "command", [("report", "job"), ("report", "predictions"), ("status",), ("cancel",)]
+)
+def test_a_job_id_past_the_integer_range_is_no_job(any_db_url: str, command: tuple) -> None:
+    # PostgreSQL's ids end at 2**31, SQLite's at 2**63: past them the driver or server errs.
+    for ref in ("3000000000", "99999999999999999999"):
+        out = run(*command, ref, ok=False)
+        assert out == f"Error: no job {ref}; `cxrq report jobs` lists them\n"

@@ -33,7 +33,9 @@ class Workers:
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, queues: str = "train,score", concurrency: int = 1) -> subprocess.Popen:
+    def start(
+        self, queues: str = "train,score", concurrency: int = 1, env: dict | None = None
+    ) -> subprocess.Popen:
         log = open(self.log_dir / f"worker{len(self.procs)}.log", "w")  # noqa: SIM115
         cmd = [
             sys.executable,
@@ -50,7 +52,7 @@ class Workers:
         proc = subprocess.Popen(
             cmd,
             cwd=ROOT,
-            env=dict(os.environ),
+            env={**os.environ, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -63,6 +65,12 @@ class Workers:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
         proc.wait(timeout=30)
+
+    @staticmethod
+    def children(proc: subprocess.Popen) -> list[int]:
+        """The worker's pool processes."""
+        path = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        return [int(pid) for pid in path.read_text().split()] if path.exists() else []
 
     def stop_all(self) -> None:
         for proc in self.procs:

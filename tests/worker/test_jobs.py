@@ -1,18 +1,21 @@
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from db.schema import Evaluation, Job, Model, Prediction
 from db.session import session_scope
 from db.store import create_job
+from db.work import claim, create_units
 from tests.conftest import make_xray
 from training.config import make_config
+from worker import score_job, train_job
 from worker.score_job import (
     NOT_SCORED,
-    fail_chunk,
-    maybe_finish,
+    fail_unit,
     run_scoring_job,
-    score_chunk,
+    score_unit,
+    settle,
     true_label,
 )
 from worker.score_plan import plan_chunks
@@ -28,12 +31,13 @@ def _train(data: Path) -> int:
     return model_id
 
 
-def _score_job(folder: Path, model_id: int, chunk_size: int = 4) -> tuple[int, list[list[str]]]:
+def _score_job(folder: Path, model_id: int, chunk_size: int = 4) -> tuple[int, list[int]]:
+    """A score job as the CLI makes it: the row and its units; returns (job id, unit ids)."""
     chunks = plan_chunks(folder, chunk_size)
     with session_scope() as s:
         job = create_job(s, "score", {"folder": str(folder), "chunk_size": chunk_size})
         job.model_id, job.progress_total = model_id, sum(len(c) for c in chunks)
-        return job.id, chunks
+        return job.id, create_units(s, job, chunks)
 
 
 def _folder(tmp_path: Path) -> Path:
@@ -77,8 +81,8 @@ def test_scoring_writes_one_row_per_image_and_an_error_row(
 ) -> None:
     model_id = _train(tiny_dataset)
     folder = _folder(tmp_path)
-    job_id, chunks = _score_job(folder, model_id)
-    result = run_scoring_job(job_id, chunks)
+    job_id, _ = _score_job(folder, model_id)
+    result = run_scoring_job(job_id)
     assert result["state"] == "succeeded"
     assert result["message"].startswith("12 images: 11 scored, 1 unreadable")
     with session_scope() as s:
@@ -92,14 +96,12 @@ def test_scoring_writes_one_row_per_image_and_an_error_row(
 
 def test_a_redelivered_chunk_adds_no_row(any_db_url, tiny_dataset, tmp_path) -> None:
     model_id = _train(tiny_dataset)
-    job_id, chunks = _score_job(_folder(tmp_path), model_id, chunk_size=5)
-    assert [len(c) for c in chunks] == [5, 5, 2]
-    for chunk in [chunks[0], chunks[1], chunks[1]]:
-        score_chunk(job_id, chunk)
-    assert maybe_finish(job_id) is None  # 10 of 12 rows: not done yet
-    score_chunk(job_id, chunks[2])
-    assert maybe_finish(job_id)["state"] == "succeeded"
-    assert maybe_finish(job_id) is None  # closed exactly once
+    job_id, units = _score_job(_folder(tmp_path), model_id, chunk_size=5)
+    assert [score_unit(u) for u in [units[0], units[1], units[1]]] == [5, 5, 0]
+    assert settle(job_id) is None  # 10 of 12 rows: not done yet
+    score_unit(units[2])
+    assert settle(job_id)["state"] == "succeeded"
+    assert settle(job_id) is None  # closed exactly once
     with session_scope() as s:
         job = s.get(Job, job_id)
         assert job.progress_done == 12 and job.state == "succeeded"
@@ -116,11 +118,12 @@ def test_a_chunk_that_failed_for_good_leaves_error_rows_and_a_partial_job(
     any_db_url, tiny_dataset, tmp_path
 ) -> None:
     model_id = _train(tiny_dataset)
-    job_id, chunks = _score_job(_folder(tmp_path), model_id, chunk_size=5)
-    score_chunk(job_id, chunks[0])
-    fail_chunk(job_id, chunks[0] + chunks[1], "OSError: disk went away")  # scored rows stay
-    score_chunk(job_id, chunks[2])
-    result = maybe_finish(job_id)
+    job_id, units = _score_job(_folder(tmp_path), model_id, chunk_size=5)
+    score_unit(units[0])
+    fail_unit(units[0], "OSError: disk went away")  # done already: nothing to do
+    fail_unit(units[1], "OSError: disk went away")
+    score_unit(units[2])
+    result = settle(job_id)
     assert result["state"] == "partial" and "5 not scored" in result["message"]
     with session_scope() as s:
         errors = s.scalars(select(Prediction.error).where(Prediction.error.is_not(None))).all()
@@ -130,11 +133,12 @@ def test_a_chunk_that_failed_for_good_leaves_error_rows_and_a_partial_job(
 
 def test_cancel_stops_the_remaining_chunks(any_db_url, tiny_dataset, tmp_path) -> None:
     model_id = _train(tiny_dataset)
-    job_id, chunks = _score_job(_folder(tmp_path), model_id, chunk_size=5)
-    score_chunk(job_id, chunks[0])
+    job_id, units = _score_job(_folder(tmp_path), model_id, chunk_size=5)
+    score_unit(units[0])
     with session_scope() as s:
         s.get(Job, job_id).cancel_requested = True
-    assert score_chunk(job_id, chunks[1]) == 0
+    assert score_unit(units[1]) == 0
+    assert settle(job_id)["state"] == "cancelled"
     with session_scope() as s:
         job = s.get(Job, job_id)
         assert job.state == "cancelled" and job.progress_done == 5
@@ -145,3 +149,62 @@ def test_true_label_ignores_folders_above_the_scored_one(tmp_path) -> None:
     assert true_label(root / "PNEUMONIA" / "a.jpeg", root) == "PNEUMONIA"
     assert true_label(root / "a.jpeg", root) is None
     assert true_label(tmp_path / "NORMAL" / "a.jpeg", tmp_path / "NORMAL") == "NORMAL"
+
+
+def test_a_job_closes_though_a_concurrent_count_missed_rows(any_db_url, tiny_dataset, tmp_path):
+    """Two chunks committing at once each count without the other's rows (READ COMMITTED):
+    the job must still close when its last unit is done."""
+    job_id, units = _score_job(_folder(tmp_path), _train(tiny_dataset), chunk_size=6)
+    for unit in units:
+        score_unit(unit)
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        job.state, job.progress_done = "running", 6  # what both racing counts left behind
+    assert settle(job_id)["state"] == "succeeded"
+    with session_scope() as s:
+        assert s.get(Job, job_id).progress_done == 12
+
+
+def test_ctrl_c_ends_an_embedded_scoring_job_cancelled(
+    any_db_url, tiny_dataset, tmp_path, monkeypatch
+):
+    job_id, units = _score_job(_folder(tmp_path), _train(tiny_dataset), chunk_size=5)
+    real = score_job.score_unit
+
+    def interrupted(unit_id: int) -> int:
+        if unit_id == units[1]:
+            raise KeyboardInterrupt
+        return real(unit_id)
+
+    monkeypatch.setattr(score_job, "score_unit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_scoring_job(job_id)
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+    assert job.state == "cancelled" and job.message == "interrupted after 5 of 12 images"
+
+
+def test_ctrl_c_ends_an_embedded_training_cancelled(any_db_url, tiny_dataset, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_job, "fit", interrupted)
+    config = make_config("cnn", img_size=32, epochs=1)
+    with session_scope() as s:
+        job_id = create_job(s, "train", {"config": config.to_dict(), "data": str(tiny_dataset)}).id
+    with pytest.raises(KeyboardInterrupt):
+        run_training_job(job_id)
+    with session_scope() as s:
+        assert s.get(Job, job_id).state == "cancelled"
+
+
+def test_a_training_a_live_worker_holds_is_not_started_again(any_db_url, tiny_dataset) -> None:
+    config = make_config("cnn", img_size=32, epochs=1)
+    with session_scope() as s:
+        job = create_job(s, "train", {"config": config.to_dict(), "data": str(tiny_dataset)})
+        (unit,) = create_units(s, job, [[]])
+        claim(s, unit, "alive:1/x", 30)  # another worker is training it now
+        job_id = job.id
+    assert run_training_job(job_id, unit_id=unit) is None
+    with session_scope() as s:
+        assert s.get(Job, job_id).state == "pending" and s.scalars(select(Model)).first() is None

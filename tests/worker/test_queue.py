@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -65,7 +67,7 @@ def test_two_workers_train_and_score_like_embedded(workers, tiny_dataset, tmp_pa
         embedded = create_job(s, "score", {"folder": str(folder)})
         embedded.model_id, embedded.progress_total = job.model_id, 21
         embedded_job = embedded.id
-    run_scoring_job(embedded_job, plan_chunks(folder, 5))
+    run_scoring_job(embedded_job, plan_chunks(folder, 5))  # makes the job's units
     queued_rows, embedded_rows = _rows(queued_job), _rows(embedded_job)
     assert queued_rows.keys() == embedded_rows.keys()
     for name, (prob, *rest) in queued_rows.items():  # batch shapes differ: float noise only
@@ -74,13 +76,17 @@ def test_two_workers_train_and_score_like_embedded(workers, tiny_dataset, tmp_pa
     assert "score succeeded 21/21" in run("status", queued_job)
 
 
-def _thousand_images(shared_data: Path, root: Path) -> Path:
-    """1,050 files: the 150 full-resolution X-rays, linked seven times."""
-    for copy in range(7):
+def _thousand_images(shared_data: Path, root: Path, copies: int = 7) -> Path:
+    """150 x copies files: the full-resolution X-rays, hard-linked (each link a file of its own;
+    symlinks to one file count once)."""
+    for copy in range(copies):
         for src in sorted((shared_data / "fullres").rglob("*.jpeg")):
             dst = root / f"copy{copy}" / src.parent.name / src.name
             dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.symlink_to(src)
+            try:
+                os.link(src, dst)
+            except OSError:  # another file system
+                shutil.copyfile(src, dst)
     return root
 
 
@@ -156,3 +162,15 @@ def test_a_chunk_that_keeps_failing_is_retried_then_recorded(workers, tmp_path) 
     job = _job(job_id)
     assert job.state == "partial" and "5 not scored" in job.message, out + workers.logs()
     assert workers.logs().count("Retry in") >= 3  # three retries with back-off, then recorded
+
+
+def test_wait_with_no_worker_stops_with_one_line(
+    queued, tiny_dataset, tmp_path, monkeypatch
+) -> None:
+    model = _tiny_model(tiny_dataset, monkeypatch)
+    monkeypatch.setattr("cli.follow.STALL_S", 2.0)
+    folder = _labelled_folder(tmp_path / "scan", n=2)
+    out = run("score", folder, "--model", model, "--wait", ok=False)
+    last = out.strip().splitlines()[-1]
+    assert "no worker answers" in last and "start one with `cxrq worker`" in last, out
+    assert _job(_job_id(out)).state == "pending"  # still queued for a worker to come

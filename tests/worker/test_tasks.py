@@ -5,7 +5,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from db.schema import Job, Prediction
-from db.session import session_scope
+from db.session import DatabaseError, session_scope
 from tests.worker.test_jobs import _folder, _score_job, _train
 from worker import score_job, tasks
 from worker.celery_app import app
@@ -27,18 +27,18 @@ def test_a_chunk_that_fails_once_is_retried_and_written_once(
     any_db_url, tiny_dataset, tmp_path: Path, monkeypatch
 ) -> None:
     model_id = _train(tiny_dataset)
-    job_id, chunks = _score_job(_folder(tmp_path), model_id, chunk_size=12)
-    real, calls = score_job.score_chunk, []
+    job_id, units = _score_job(_folder(tmp_path), model_id, chunk_size=12)
+    real, calls = score_job.score_unit, []
 
-    def flaky(job: int, paths: list[str]) -> int:
-        calls.append(len(paths))
+    def flaky(unit_id: int) -> int:
+        calls.append(unit_id)
         if len(calls) == 1:
-            raise ConnectionError("database restarted")
-        return real(job, paths)
+            raise ConnectionError("share flapped")
+        return real(unit_id)
 
-    monkeypatch.setattr(score_job, "score_chunk", flaky)
-    tasks.score_chunk.apply(args=(job_id, chunks[0]))
-    assert calls == [12, 12]
+    monkeypatch.setattr(score_job, "score_unit", flaky)
+    tasks.score_chunk.apply(args=(job_id, units[0]))
+    assert calls == [units[0], units[0]]
     with session_scope() as s:
         assert len(s.scalars(select(Prediction)).all()) == 12
         assert s.get(Job, job_id).state == "succeeded"
@@ -48,15 +48,62 @@ def test_a_chunk_that_always_fails_becomes_error_rows(
     any_db_url, tiny_dataset, tmp_path: Path, monkeypatch
 ) -> None:
     model_id = _train(tiny_dataset)
-    job_id, chunks = _score_job(_folder(tmp_path), model_id, chunk_size=12)
+    job_id, units = _score_job(_folder(tmp_path), model_id, chunk_size=12)
 
-    def broken(job: int, paths: list[str]) -> int:
+    def broken(unit_id: int) -> int:
         raise OSError("share unmounted")
 
-    monkeypatch.setattr(score_job, "score_chunk", broken)
-    tasks.score_chunk.apply(args=(job_id, chunks[0]))
+    monkeypatch.setattr(score_job, "score_unit", broken)
+    tasks.score_chunk.apply(args=(job_id, units[0]))
     with session_scope() as s:
         errors = s.scalars(select(Prediction.error)).all()
         job = s.get(Job, job_id)
     assert len(errors) == 12 and all("share unmounted" in e for e in errors)
     assert job.state == "partial"
+
+
+def test_a_database_outage_is_waited_out_not_recorded_as_lost(
+    any_db_url, tiny_dataset, tmp_path: Path, monkeypatch
+) -> None:
+    """Longer than the three retries a broken chunk gets: still no 'not scored' row."""
+    model_id = _train(tiny_dataset)
+    job_id, units = _score_job(_folder(tmp_path), model_id, chunk_size=12)
+    real, calls = score_job.score_unit, []
+
+    def outage(unit_id: int) -> int:
+        calls.append(unit_id)
+        if len(calls) <= 6:
+            raise DatabaseError("database postgresql://x: connection refused")
+        return real(unit_id)
+
+    monkeypatch.setattr(score_job, "score_unit", outage)
+    monkeypatch.setattr(tasks, "backoff", lambda attempt: 0)
+    tasks.score_chunk.apply(args=(job_id, units[0]))
+    assert len(calls) == 7
+    with session_scope() as s:
+        assert (
+            s.scalars(select(Prediction.error).where(Prediction.error.like("not scored%"))).all()
+            == []
+        )
+        assert s.get(Job, job_id).state == "succeeded"
+
+
+def test_a_connection_cut_as_the_job_closes_is_retried(
+    any_db_url, tiny_dataset, tmp_path: Path, monkeypatch
+) -> None:
+    model_id = _train(tiny_dataset)
+    job_id, units = _score_job(_folder(tmp_path), model_id, chunk_size=12)
+    real, calls = score_job.settle, []
+
+    def cut_once(job: int):
+        calls.append(job)
+        if len(calls) == 1:
+            raise DatabaseError("database postgresql://x: server closed the connection")
+        return real(job)
+
+    monkeypatch.setattr(score_job, "settle", cut_once)
+    monkeypatch.setattr(tasks, "backoff", lambda attempt: 0)
+    tasks.score_chunk.apply(args=(job_id, units[0]))
+    with session_scope() as s:
+        assert s.get(Job, job_id).state == "succeeded"
+        assert len(s.scalars(select(Prediction)).all()) == 12
