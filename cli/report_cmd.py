@@ -48,9 +48,21 @@ def _rows(query: str, *args: object) -> list[dict]:
     from db import queries
     from db.session import session_scope
 
+    close_abandoned_jobs()
     with session_scope() as s:
         result = getattr(queries, query)(s, *args)
     return result if isinstance(result, list) else [result]
+
+
+def close_abandoned_jobs() -> None:
+    """Before showing jobs: an embedded job whose process was killed is shown failed, not
+    running for ever."""
+    from db.session import session_scope
+    from db.settings import get_settings
+    from db.work import close_abandoned
+
+    with session_scope() as s:
+        close_abandoned(s, get_settings().lease_seconds)
 
 
 @click.group()

@@ -15,9 +15,11 @@ def status(job_ref: str) -> None:
     Example: cxrq status latest
     """
     with friendly_errors():
+        from cli.report_cmd import close_abandoned_jobs
         from db.queries import job_report
         from db.session import session_scope
 
+        close_abandoned_jobs()
         with session_scope() as s:
             job = job_report(s, job_ref)
     progress = f"{job['done']}/{job['total']}" if job["total"] else "-"

@@ -110,10 +110,16 @@ def live_units(session: Session, job_id: int) -> int:
 
 
 def _active_job_units():  # noqa: ANN202 (a select)
+    """Units of open queued jobs: embedded jobs' units are never sent, and their own process
+    runs them."""
     return (
         select(WorkUnit, Job.kind)
         .join(Job, Job.id == WorkUnit.job_id)
-        .where(Job.state.not_in(FINAL_STATES), Job.cancel_requested.is_(False))
+        .where(
+            Job.state.not_in(FINAL_STATES),
+            Job.cancel_requested.is_(False),
+            WorkUnit.sent_at.is_not(None),
+        )
     )
 
 
@@ -126,9 +132,7 @@ def expired_units(session: Session) -> list[tuple[WorkUnit, str]]:
 def lost_units(session: Session, grace_s: float) -> list[tuple[WorkUnit, str]]:
     """(unit, job kind) sent more than grace_s ago and never claimed: the message may be gone."""
     before = utcnow() - timedelta(seconds=grace_s)
-    query = _active_job_units().where(
-        WorkUnit.state == "queued", or_(WorkUnit.sent_at.is_(None), WorkUnit.sent_at < before)
-    )
+    query = _active_job_units().where(WorkUnit.state == "queued", WorkUnit.sent_at < before)
     return [(unit, kind) for unit, kind in session.execute(query)]
 
 
@@ -173,3 +177,24 @@ def cancel_if_idle(session: Session, job: Job, message: str) -> bool:
     ).rowcount
     session.expire(job)
     return bool(won)
+
+
+def close_abandoned(session: Session, lease_s: float) -> list[int]:
+    """Fail embedded jobs whose process is gone (killed, crashed): running, with units never sent
+    through a broker, none leased now and none finished for a lease. Returns their ids."""
+    stale = utcnow() - timedelta(seconds=lease_s)
+    unit = select(WorkUnit.id).where(WorkUnit.job_id == Job.id)
+    query = select(Job).where(
+        Job.state == "running",
+        Job.started_at < stale,
+        unit.where(WorkUnit.sent_at.is_(None)).exists(),
+        ~unit.where(WorkUnit.sent_at.is_not(None)).exists(),
+        ~unit.where(WorkUnit.lease_until >= stale).exists(),
+        ~unit.where(WorkUnit.finished_at >= stale).exists(),
+    )
+    closed = []
+    for job in session.scalars(query):
+        job.state, job.finished_at = "failed", utcnow()
+        job.message = "the process running it stopped (killed or crashed); run the command again"
+        closed.append(job.id)
+    return closed

@@ -53,8 +53,8 @@ def test_released_units_are_claimable_at_once(any_db_url) -> None:
 def test_expired_and_lost_units_are_found_and_resent_once(any_db_url) -> None:
     job_id, (running, queued) = _job_with_units()
     with session_scope() as s:
+        work.mark_sent(s, [running, queued], utcnow() - timedelta(seconds=100))
         work.claim(s, running, "a", 30)
-        work.mark_sent(s, [queued], utcnow() - timedelta(seconds=100))
     _expire(running)
     with session_scope() as s:
         expired, lost = work.expired_units(s), work.lost_units(s, grace_s=30)
@@ -81,3 +81,30 @@ def test_cancel_if_idle_waits_for_a_live_lease(any_db_url) -> None:
         assert work.cancel_if_idle(s, s.get(Job, job_id), "cancelled")
     with session_scope() as s:
         assert s.get(Job, job_id).state == "cancelled"
+
+
+def test_units_of_embedded_jobs_are_never_reaped(any_db_url) -> None:
+    """Never sent through a broker: the CLI process that made them runs them."""
+    _, (running, queued) = _job_with_units()
+    with session_scope() as s:
+        work.claim(s, running, "cli", 30)
+    _expire(running)
+    with session_scope() as s:
+        assert work.expired_units(s) == [] and work.lost_units(s, grace_s=0) == []
+
+
+def test_an_embedded_job_whose_process_died_is_closed_failed(any_db_url) -> None:
+    job_id, (first, second) = _job_with_units()
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        job.state, job.started_at = "running", utcnow() - timedelta(seconds=120)
+        work.claim(s, first, "cli", 30)
+    with session_scope() as s:  # its process holds a live lease: alive
+        assert work.close_abandoned(s, 30) == []
+    _expire(first)  # killed a second ago: nobody renews, nothing finishes
+    with session_scope() as s:
+        assert work.close_abandoned(s, 30) == []  # not silent for a whole lease yet
+        assert work.close_abandoned(s, 0.5) == [job_id]
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        assert job.state == "failed" and "process running it stopped" in job.message

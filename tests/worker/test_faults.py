@@ -96,14 +96,35 @@ def _owner(unit_id: int) -> tuple[str, str | None]:
         return unit.state, unit.owner
 
 
-def test_a_killed_workers_chunk_is_back_within_a_minute(
-    workers, private_redis, tiny_dataset, shared_data, tmp_path, monkeypatch
-) -> None:
+N_IMAGES = 300  # the 150 full-resolution X-rays, twice, in chunks of 25
+
+
+@pytest.fixture()
+def submit_scoring(private_redis, tiny_dataset, shared_data, tmp_path, monkeypatch):
+    """Submits a job scoring N_IMAGES with a tiny model; returns its id."""
     model = _model(tiny_dataset, monkeypatch, private_redis)
-    folder = _thousand_images(shared_data, tmp_path / "many", copies=2)
+    folder = _thousand_images(shared_data, tmp_path / "many", copies=N_IMAGES // 150)
+    return lambda: _job_id(run("score", folder, "--model", model, "--chunk-size", 25))
+
+
+def _started(job_id: int, workers) -> None:  # noqa: ANN001
+    wait_for(lambda: _job(job_id).progress_done > 0, 120, "scoring to start", workers.logs)
+
+
+def _ends_whole(job_id: int, workers, fault: str, since: float) -> None:  # noqa: ANN001
+    """The job succeeds with exactly one row per image; prints how long after the fault."""
+    job = _finished(job_id, 300, workers.logs)
+    print(f"\n{fault}: job ended {time.monotonic() - since:.1f} s later")
+    assert job.state == "succeeded", job.message
+    assert_one_row_per_image(job_id, N_IMAGES)
+
+
+def test_a_killed_workers_chunk_is_back_within_a_minute(
+    workers, private_redis, submit_scoring
+) -> None:
     workers.start()
     workers.start()
-    job_id = _job_id(run("score", folder, "--model", model, "--chunk-size", 25))
+    job_id = submit_scoring()
     unit_id, owner = wait_for(
         lambda: _running_unit(job_id), 120, "a chunk to be running", workers.logs
     )
@@ -116,78 +137,52 @@ def test_a_killed_workers_chunk_is_back_within_a_minute(
     recovery = time.monotonic() - killed_at
     print(f"\nworker SIGKILL: its chunk was running again after {recovery:.1f} s")
     assert recovery <= 60
-    job = _finished(job_id, 300, workers.logs)
-    assert job.state == "succeeded", job.message
-    assert_one_row_per_image(job_id, 300)
+    _ends_whole(job_id, workers, "worker SIGKILL", killed_at)
 
 
 def test_a_killed_pool_process_is_replaced_without_a_crash_loop(
-    workers, private_redis, tiny_dataset, shared_data, tmp_path, monkeypatch
+    workers, private_redis, submit_scoring
 ) -> None:
-    model = _model(tiny_dataset, monkeypatch, private_redis)
-    folder = _thousand_images(shared_data, tmp_path / "many", copies=2)
     worker = workers.start(concurrency=2)
-    job_id = _job_id(run("score", folder, "--model", model, "--chunk-size", 25))
-    wait_for(lambda: _job(job_id).progress_done > 0, 120, "scoring to start", workers.logs)
+    job_id = submit_scoring()
+    _started(job_id, workers)
     for child in workers.children(worker)[:1]:
         os.kill(child, signal.SIGKILL)
-    killed_at = time.monotonic()
-    job = _finished(job_id, 300, workers.logs)
-    print(f"\npool process SIGKILL: job ended {time.monotonic() - killed_at:.1f} s later")
-    assert job.state == "succeeded", job.message
+    _ends_whole(job_id, workers, "pool process SIGKILL", time.monotonic())
     assert worker.poll() is None
     assert "Timed out waiting for UP message" not in workers.logs()
-    assert_one_row_per_image(job_id, 300)
 
 
 @pytest.mark.parametrize("private_redis", [False, True], indirect=True, ids=["empty", "aof"])
-def test_a_redis_restart_loses_no_image(
-    workers, private_redis, tiny_dataset, shared_data, tmp_path, monkeypatch
-) -> None:
-    model = _model(tiny_dataset, monkeypatch, private_redis)
-    folder = _thousand_images(shared_data, tmp_path / "many", copies=2)
+def test_a_redis_restart_loses_no_image(workers, private_redis, submit_scoring) -> None:
     workers.start()
-    job_id = _job_id(run("score", folder, "--model", model, "--chunk-size", 25))
-    wait_for(lambda: _job(job_id).progress_done > 0, 120, "scoring to start", workers.logs)
+    job_id = submit_scoring()
+    _started(job_id, workers)
     private_redis.restart()  # SIGKILL; without persistence it comes back empty
-    restarted_at = time.monotonic()
-    job = _finished(job_id, 300, workers.logs)
     kind = "with AOF" if private_redis.persistent else "without persistence"
-    print(f"\nRedis restart {kind}: job ended {time.monotonic() - restarted_at:.1f} s later")
-    assert job.state == "succeeded", job.message
-    assert_one_row_per_image(job_id, 300)
+    _ends_whole(job_id, workers, f"Redis restart {kind}", time.monotonic())
 
 
 def test_a_database_refusing_connections_for_a_minute_loses_no_image(
-    workers, private_redis, tiny_dataset, shared_data, tmp_path, monkeypatch, queued
+    workers, submit_scoring, queued
 ) -> None:
-    model = _model(tiny_dataset, monkeypatch, private_redis)
-    folder = _thousand_images(shared_data, tmp_path / "many", copies=2)
     proxy = DatabaseProxy(5432)
     through_proxy = queued.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
     workers.start(env={"CXRQ_DATABASE_URL": through_proxy})
     workers.start(env={"CXRQ_DATABASE_URL": through_proxy})
-    job_id = _job_id(run("score", folder, "--model", model, "--chunk-size", 25))
-    wait_for(lambda: _job(job_id).progress_done > 0, 120, "scoring to start", workers.logs)
+    job_id = submit_scoring()
+    _started(job_id, workers)
     proxy.refuse()  # every worker connection cut; new ones refused
     time.sleep(60)
     proxy.accept()
-    back_at = time.monotonic()
-    job = _finished(job_id, 300, workers.logs)
-    print(f"\n60 s database outage: job ended {time.monotonic() - back_at:.1f} s after it")
-    assert job.state == "succeeded", job.message
-    assert_one_row_per_image(job_id, 300)
+    _ends_whole(job_id, workers, "60 s database outage, after it", time.monotonic())
     proxy.refuse()
 
 
-def test_cancel_ends_a_job_whose_worker_is_gone(
-    workers, private_redis, tiny_dataset, shared_data, tmp_path, monkeypatch
-) -> None:
-    model = _model(tiny_dataset, monkeypatch, private_redis)
-    folder = _thousand_images(shared_data, tmp_path / "many", copies=2)
+def test_cancel_ends_a_job_whose_worker_is_gone(workers, private_redis, submit_scoring) -> None:
     worker = workers.start()
-    job_id = _job_id(run("score", folder, "--model", model, "--chunk-size", 25))
-    wait_for(lambda: _job(job_id).progress_done > 0, 120, "scoring to start", workers.logs)
+    job_id = submit_scoring()
+    _started(job_id, workers)
     workers.kill(worker)
     private_redis.restart()  # and its messages with it
     out = run("cancel", job_id)
@@ -195,11 +190,15 @@ def test_cancel_ends_a_job_whose_worker_is_gone(
     wait_for(lambda: _job(job_id).state == "cancelled", 60, "the cancel", workers.logs)
 
 
-def test_ctrl_c_in_embedded_mode_ends_the_job(tiny_dataset, shared_data, tmp_path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
+def test_an_interrupted_embedded_job_ends(sig, tiny_dataset, shared_data, tmp_path) -> None:
+    """Ctrl-C: cancelled at once. SIGKILL (nothing runs to say so): failed once a lease passes
+    with no sign of its process, as the next `cxrq status` sees."""
     env = {
         **os.environ,
         "CXRQ_DATABASE_URL": f"sqlite:///{tmp_path / 'cxrq.db'}",
         "CXRQ_CACHE_DIR": str(tmp_path / "cache"),
+        "CXRQ_LEASE_SECONDS": "3",
     }
     env.pop("CXRQ_BROKER_URL", None)
     cxrq = [sys.executable, "-c", "from cli.main import cli; cli()"]
@@ -216,11 +215,17 @@ def test_ctrl_c_in_embedded_mode_ends_the_job(tiny_dataset, shared_data, tmp_pat
     )
     db = env["CXRQ_DATABASE_URL"]
     wait_for(lambda: _embedded_job(db)[1] > 0, 120, "scoring to start", lambda: "")
-    score.send_signal(signal.SIGINT)
+    score.send_signal(sig)
     output, _ = score.communicate(timeout=60)
     assert score.returncode != 0 and "Traceback" not in output, output
+    if sig == signal.SIGKILL:
+        time.sleep(7)  # its last lease (3 s) runs out, then a lease of silence
+        status = subprocess.run(
+            [*cxrq, "status", "latest"], cwd=ROOT, env=env, text=True, capture_output=True
+        )
+        assert "failed" in status.stdout and "process running it stopped" in status.stdout
     state, done = _embedded_job(db)
-    assert state == "cancelled" and 0 < done < 300
+    assert state == ("cancelled" if sig == signal.SIGINT else "failed") and 0 < done < 300
 
 
 def _embedded_job(url: str) -> tuple[str, int]:
