@@ -33,15 +33,82 @@ def test_only_flower_publishes_a_port_and_only_on_loopback(compose: dict) -> Non
     services = compose["services"]
     assert {"redis", "postgres", "migrate", "worker", "worker-gpu", "flower"} <= set(services)
     published = {name: s["ports"] for name, s in services.items() if "ports" in s}
-    assert published == {"flower": ["127.0.0.1:5555:5555"]}
+    assert published == {"flower": ["127.0.0.1:${FLOWER_PORT:-5555}:5555"]}
+
+
+def test_base_images_are_variables_with_the_public_images_as_defaults(compose: dict) -> None:
+    services = compose["services"]
+    assert services["redis"]["image"] == "${REDIS_IMAGE:-redis:7-alpine}"
+    assert services["postgres"]["image"] == "${POSTGRES_IMAGE:-postgres:16-alpine}"
+    for name in ("migrate", "worker", "worker-gpu", "flower", "cli"):
+        assert services[name]["image"] == "${CXRQ_IMAGE:-cxrq:latest}"
+        args = services[name]["build"]["args"]
+        assert args == {
+            "PYTHON_IMAGE": "${PYTHON_IMAGE:-python:3.11-slim}",
+            "PIP_OFFLINE": "${PIP_OFFLINE:-0}",
+        }
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "ARG PYTHON_IMAGE=python:3.11-slim" in dockerfile
+    assert "FROM ${PYTHON_IMAGE}" in dockerfile
 
 
 def test_secrets_come_from_the_environment(compose: dict) -> None:
     text = (ROOT / "docker-compose.yml").read_text()
-    assert "${REDIS_PASSWORD:?" in text and "${POSTGRES_PASSWORD:?" in text
+    for name in ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH"):
+        assert "${" + name + ":?" in text  # `:?` refuses an empty value as well as a missing one
     assert "change-me" not in text
+    # The Redis password never reaches a command line (`ps` shows those to every user): it is
+    # configuration on redis-server's stdin, expanded by the container's shell ($$).
     redis = compose["services"]["redis"]
-    assert "--requirepass" in redis["command"] and "healthcheck" in redis
+    assert "--requirepass" not in str(redis["command"])
+    assert redis["command"][:2] == ["sh", "-c"]
+    script = redis["command"][2]
+    assert "exec redis-server - <<EOF" in script and 'requirepass "$$REDIS_PASSWORD"' in script
+    assert "REDISCLI_AUTH=" in redis["healthcheck"]["test"][1]
+    assert "-a " not in redis["healthcheck"]["test"][1]
+
+
+def _settings(path: Path) -> dict[str, str]:
+    """KEY=value lines of an env file."""
+    lines = path.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_env_example_ships_no_usable_secret() -> None:
+    env = _settings(ROOT / ".env.example")
+    for name in ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH"):
+        assert env[name] == "", f"{name} must be empty in .env.example: compose refuses it so"
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+def test_compose_refuses_the_example_env_until_secrets_are_set(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    for name in ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH"):
+        env.pop(name, None)
+    refused = subprocess.run(
+        ["docker-compose", "--env-file", ".env.example", "config", "-q"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0 and "in .env" in refused.stderr
+
+    generated = tmp_path / "env"
+    subprocess.run(
+        ["scripts/compose/make_env.sh", str(generated)], cwd=ROOT, check=True, capture_output=True
+    )
+    assert generated.stat().st_mode & 0o077 == 0  # readable by its owner only
+    secrets = _settings(generated)
+    assert len(secrets["REDIS_PASSWORD"]) == len(secrets["POSTGRES_PASSWORD"]) == 48
+    assert secrets["FLOWER_BASIC_AUTH"].startswith("admin:")
+    subprocess.run(
+        ["docker-compose", "--env-file", str(generated), "config", "-q"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
 
 
 def test_workers_scale_and_see_data_at_the_cli_path(compose: dict) -> None:
@@ -58,10 +125,13 @@ def test_workers_scale_and_see_data_at_the_cli_path(compose: dict) -> None:
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
 def test_compose_file_passes_the_schema() -> None:
+    # .env.example with its empty secrets filled in, as a user's .env would be.
+    secrets = {"REDIS_PASSWORD": "r", "POSTGRES_PASSWORD": "p", "FLOWER_BASIC_AUTH": "a:f"}
     for profiles in ([], ["--profile", "gpu", "--profile", "cli"]):
         subprocess.run(
             ["docker-compose", "--env-file", ".env.example", *profiles, "config", "-q"],
             cwd=ROOT,
+            env={**os.environ, **secrets},
             check=True,
             capture_output=True,
         )

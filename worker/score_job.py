@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 
 from db import work
 from db.schema import CLASSES_BY_INDEX, FINAL_STATES, Job, Model, Prediction, utcnow
@@ -61,13 +61,15 @@ def _write_rows(job_id: int, unit_id: int, key: str, rows: list[dict], overwrite
     with session_scope() as s:
         upsert_predictions(s, rows, overwrite=overwrite)
         work.finish_unit(s, unit_id)
-        # Approximate under concurrency (a chunk committing now is missed); `settle` recounts.
+        # Approximate under concurrency (a chunk committing now is missed; `settle` recounts),
+        # and never lowered: a count taken before another chunk committed may land after it.
         done = (
             select(func.count())
             .where(Prediction.job_id == job_id, Prediction.scorer == key)
             .scalar_subquery()
         )
-        s.execute(update(Job).where(Job.id == job_id).values(progress_done=done))
+        higher = case((done > Job.progress_done, done), else_=Job.progress_done)
+        s.execute(update(Job).where(Job.id == job_id).values(progress_done=higher))
 
 
 def score_unit(unit_id: int) -> int:

@@ -208,3 +208,16 @@ def test_a_training_a_live_worker_holds_is_not_started_again(any_db_url, tiny_da
     assert run_training_job(job_id, unit_id=unit) is None
     with session_scope() as s:
         assert s.get(Job, job_id).state == "pending" and s.scalars(select(Model)).first() is None
+
+
+def test_a_late_stale_count_never_lowers_progress(any_db_url, tiny_dataset, tmp_path) -> None:
+    """A chunk's count taken before another chunk committed can land after the job closed."""
+    job_id, units = _score_job(_folder(tmp_path), _train(tiny_dataset), chunk_size=6)
+    for unit in units:
+        score_unit(unit)
+    settle(job_id)
+    with session_scope() as s:
+        s.get(Job, job_id).progress_done = 12
+    score_job._write_rows(job_id, units[0], "model:0", [], True)  # counts 0 rows of "model:0"
+    with session_scope() as s:
+        assert s.get(Job, job_id).progress_done == 12
