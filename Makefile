@@ -1,5 +1,8 @@
 # make demo  - set up .venv, train GoogLeNet, score a folder, print reports (embedded: no services)
 # make test  - set up .venv, lint, run the test suite
+# make env   - write .env with random secrets for docker compose (an existing .env is kept)
+# make compose-test - the compose stack end to end on this machine's Docker engine, offline
+#              (scripts/compose/compose_test.sh; Debian stand-in images, build/wheelhouse)
 # Override DATA=/path/to/chest_xray, SCORE=/path/to/folder, EPOCHS=N, PYTHON=python3.11.
 
 PYTHON ?= python3
@@ -12,7 +15,7 @@ DATA ?= ../shared/data/chest_xray
 SCORE ?= $(if $(wildcard ../shared/data/fullres),../shared/data/fullres,$(DATA))
 EPOCHS ?= 3
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean env local-images wheelhouse compose-test
 
 setup: $(VENV)/.installed
 
@@ -38,3 +41,16 @@ test: lint
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+
+env:
+	scripts/compose/make_env.sh
+
+# Base-image stand-ins from Debian packages, and the wheels for an offline image build.
+local-images:
+	scripts/compose/build_local_images.sh
+
+wheelhouse:
+	scripts/compose/build_wheelhouse.sh
+
+compose-test:
+	scripts/compose/compose_test.sh

@@ -202,13 +202,16 @@ def settle(job_id: int) -> dict[str, Any] | None:
         job = get_job(s, job_id)
         if job.state in FINAL_STATES:
             return None
+        # Units first, rows after: under READ COMMITTED each query sees what had committed when
+        # it started, so rows counted after "no unit open" include every done unit's rows.
+        still_open = work.open_units(s, job_id)
         done = _recount(s, job)
         if job.cancel_requested:
             message = f"cancelled after {done} of {job.progress_total} images"
             if work.cancel_if_idle(s, job, message):
                 return {"state": "cancelled", "message": message, "scores": None}
             return None
-        if work.open_units(s, job_id):
+        if still_open:
             return None
         state, summary, scores = _summarise(s, job)
         won = s.execute(

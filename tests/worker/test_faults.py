@@ -244,7 +244,7 @@ def test_a_killed_training_restarts_once_and_a_live_one_never_twice(
 ) -> None:
     monkeypatch.setenv("CXRQ_LEASE_SECONDS", "6")  # the mechanism, not the default timing
     first, second = workers.start(), workers.start()
-    args = ["--arch", "cnn", "--data", tiny_dataset, "--img-size", 32, "--epochs", 120]
+    args = ["--arch", "cnn", "--data", tiny_dataset, "--img-size", 32, "--epochs", 300]
     job_id = _job_id(run("train", *args))
     unit_id, owner = wait_for(
         lambda: _running_unit(job_id), 120, "the training to start", workers.logs
