@@ -28,6 +28,9 @@ from cli.errors import friendly_errors
 def worker(queues: str, concurrency: int, loglevel: str) -> None:
     """Consume queued jobs until stopped (needs CXRQ_BROKER_URL and CXRQ_DATABASE_URL).
 
+    Every worker also sends again the work of workers that died (their leases ran out) and
+    messages a restarted broker lost, and closes jobs that are over.
+
     Example: CXRQ_BROKER_URL=redis://localhost:6379/0 cxrq worker --queues score --concurrency 2
     """
     names = [q.strip() for q in queues.split(",") if q.strip()]
