@@ -242,14 +242,14 @@ def _models() -> int:
 def test_a_killed_training_restarts_once_and_a_live_one_never_twice(
     workers, private_redis, tiny_dataset, tmp_path, monkeypatch
 ) -> None:
-    monkeypatch.setenv("CXRQ_LEASE_SECONDS", "6")  # the mechanism, not the default timing
+    monkeypatch.setenv("CXRQ_LEASE_SECONDS", "2")  # the mechanism, not the default timing
     first, second = workers.start(), workers.start()
-    args = ["--arch", "cnn", "--data", tiny_dataset, "--img-size", 32, "--epochs", 300]
+    args = ["--arch", "cnn", "--data", tiny_dataset, "--img-size", 32, "--epochs", 600]
     job_id = _job_id(run("train", *args))
     unit_id, owner = wait_for(
         lambda: _running_unit(job_id), 120, "the training to start", workers.logs
     )
-    time.sleep(3 * 6)  # three leases: the reapers must leave a live training alone
+    time.sleep(3 * 2)  # three leases: the reapers must leave a live training alone
     assert _owner(unit_id) == ("running", owner)
     pid = int(owner.split("/")[0].rsplit(":", 1)[1])
     victim = next(p for p in (first, second) if pid in (p.pid, *workers.children(p)))
