@@ -90,6 +90,11 @@ def _running_unit(job_id: int) -> tuple[int, str] | None:
     return tuple(row) if row else None
 
 
+def _holder_pid(owner: str) -> int:
+    """The process id in a lease token ('host:pid/claim')."""
+    return int(owner.split("/")[0].rsplit(":", 1)[1])
+
+
 def _owner(unit_id: int) -> tuple[str, str | None]:
     with session_scope() as s:
         unit = s.get(WorkUnit, unit_id)
@@ -129,7 +134,7 @@ def test_a_killed_workers_chunk_is_back_within_a_minute(
         lambda: _running_unit(job_id), 120, "a chunk to be running", workers.logs
     )
     # Kill the worker that holds it, pool and all, with no warning.
-    pid = int(owner.split("/")[0].rsplit(":", 1)[1])
+    pid = _holder_pid(owner)
     victim = next(p for p in workers.procs if pid in (p.pid, *workers.children(p)))
     workers.kill(victim)
     killed_at = time.monotonic()
@@ -146,8 +151,16 @@ def test_a_killed_pool_process_is_replaced_without_a_crash_loop(
     worker = workers.start(concurrency=2)
     job_id = submit_scoring()
     _started(job_id, workers)
-    for child in workers.children(worker)[:1]:
-        os.kill(child, signal.SIGKILL)
+    # The pool process that holds a chunk now, killed mid-chunk.
+    unit_id, owner = wait_for(
+        lambda: (
+            (u := _running_unit(job_id)) and _holder_pid(u[1]) in workers.children(worker) and u
+        ),
+        60,
+        "a pool process to hold a chunk",
+        workers.logs,
+    )
+    os.kill(_holder_pid(owner), signal.SIGKILL)
     _ends_whole(job_id, workers, "pool process SIGKILL", time.monotonic())
     assert worker.poll() is None
     assert "Timed out waiting for UP message" not in workers.logs()
@@ -251,7 +264,7 @@ def test_a_killed_training_restarts_once_and_a_live_one_never_twice(
     )
     time.sleep(3 * 2)  # three leases: the reapers must leave a live training alone
     assert _owner(unit_id) == ("running", owner)
-    pid = int(owner.split("/")[0].rsplit(":", 1)[1])
+    pid = _holder_pid(owner)
     victim = next(p for p in (first, second) if pid in (p.pid, *workers.children(p)))
     workers.kill(victim)
     killed_at = time.monotonic()
