@@ -69,8 +69,11 @@ def read_header(data: bytes) -> dict[str, Any]:
 
 def from_bytes(data: bytes, device: str | torch.device = "cpu") -> ModelBundle:
     header = read_header(data)
-    model = create_model(header["arch"], img_size=header["img_size"])
-    model.load_state_dict(load_tensors(data), strict=True)
+    # Built on the meta device, the stored tensors then assigned: no time is spent drawing
+    # initial weights that would be overwritten at once.
+    with torch.device("meta"):
+        model = create_model(header["arch"], img_size=header["img_size"])
+    model.load_state_dict(load_tensors(data), strict=True, assign=True)
     model.to(device, memory_format=torch.channels_last).eval()  # see inference.predict_proba
     return ModelBundle(
         model=model,

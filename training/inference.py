@@ -11,6 +11,32 @@ from torch import nn
 from training.checkpoint import ModelBundle
 from training.preprocess import Normalizer, decode_many
 
+_CONV_BN_PAIRS = (("conv", "bn"), ("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold each batch norm that directly follows a convolution into that convolution's
+    weights, in place, for inference: the same function (a test checks every arch to 1e-6) with
+    a fifth less work (GoogLeNet@64 on this CPU: 0.47 s vs 0.56 s per 256 images).
+
+    Pairs are a Sequential's adjacent (Conv2d, BatchNorm2d) and the attribute pairs conv/bn
+    and convN/bnN, which every registered arch applies back to back."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for child in module.children():
+        fold_batchnorm(child)
+    if isinstance(module, nn.Sequential):
+        for i in range(len(module) - 1):
+            if isinstance(module[i], nn.Conv2d) and isinstance(module[i + 1], nn.BatchNorm2d):
+                module[i] = fuse_conv_bn_eval(module[i], module[i + 1])
+                module[i + 1] = nn.Identity()
+    for conv_name, bn_name in _CONV_BN_PAIRS:
+        conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))
+            setattr(module, bn_name, nn.Identity())
+    return module
+
 
 def _device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device

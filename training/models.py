@@ -11,6 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from training.backbones import GoogLeNet, ResNet50
 from training.preprocess import Normalizer
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
@@ -123,26 +124,25 @@ def _imagenet_head_swap(model: nn.Module, attr: str) -> nn.Module:
 
 @register_model("googlenet")
 def googlenet(img_size: int = 64, pretrained: bool = False) -> nn.Module:
-    from torchvision.models import GoogLeNet_Weights
-    from torchvision.models import googlenet as tv_googlenet
-
     if pretrained:
+        from torchvision.models import GoogLeNet_Weights
+        from torchvision.models import googlenet as tv_googlenet
+
         # Downloads once into the torch hub cache; offline machines must pre-seed that cache.
         model = tv_googlenet(weights=GoogLeNet_Weights.IMAGENET1K_V1)
         model.aux_logits, model.aux1, model.aux2 = False, None, None
         return _imagenet_head_swap(model, "fc")
-    model = tv_googlenet(weights=None, aux_logits=False, init_weights=True, num_classes=1)
-    return _SqueezeLogit(model)
+    return _SqueezeLogit(GoogLeNet(num_classes=1))  # torchvision's, without importing it
 
 
 @register_model("resnet50")
 def resnet50(img_size: int = 64, pretrained: bool = False) -> nn.Module:
-    from torchvision.models import ResNet50_Weights
-    from torchvision.models import resnet50 as tv_resnet50
-
     if pretrained:
+        from torchvision.models import ResNet50_Weights
+        from torchvision.models import resnet50 as tv_resnet50
+
         return _imagenet_head_swap(tv_resnet50(weights=ResNet50_Weights.IMAGENET1K_V2), "fc")
-    return _SqueezeLogit(tv_resnet50(weights=None, num_classes=1))
+    return _SqueezeLogit(ResNet50(num_classes=1))
 
 
 class PretrainedWeightsMissing(RuntimeError):

@@ -57,3 +57,9 @@ def test_upgrading_from_0001_keys_old_predictions_by_their_model(any_db_url: str
     upgrade(engine)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT scorer FROM predictions")).scalar_one() == "model:7"
+
+
+def test_head_names_the_newest_migration_script() -> None:
+    from db.migrate import script_head
+
+    assert head_revision() == script_head()

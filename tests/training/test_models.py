@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -71,3 +73,26 @@ def test_pretrained_lite0_is_served_with_the_input_scaling_its_weights_expect() 
 
     assert normalizer_for("efficientnet_lite0").mean == (0.5, 0.5, 0.5)
     assert normalizer_for("googlenet") == Normalizer()
+
+
+@pytest.mark.parametrize("arch", list_models())
+def test_folded_batch_norms_serve_the_same_probabilities(arch: str) -> None:
+    from training.inference import fold_batchnorm, predict_proba
+
+    torch.manual_seed(0)
+    model = create_model(arch, img_size=32).eval()
+    for module in model.modules():  # trained-looking statistics, not the identity at init
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    before = predict_proba(model, images, Normalizer())
+    folded = fold_batchnorm(copy.deepcopy(model))
+    after = predict_proba(folded, images, Normalizer())
+    assert torch.allclose(before, after, atol=1e-6, rtol=0)
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    left = sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    if arch in ("cnn", "googlenet", "resnet50"):
+        assert convs and left == 0  # every batch norm of these archs was folded

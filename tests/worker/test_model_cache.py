@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import pytest
 import torch
 from sqlalchemy import update
 
@@ -17,6 +18,7 @@ def test_weights_come_from_disk_after_the_first_fetch(
     model_id = _train(tiny_dataset)
     first = model_cache.load_bundle(model_id)
     (cached,) = (tmp_path / "cache" / "models").glob("*.safetensors")
+    stored = cached.read_bytes()
 
     # With the row's bytes gone, a new process (empty memory cache) still loads the model.
     with session_scope() as s:
@@ -27,7 +29,20 @@ def test_weights_come_from_disk_after_the_first_fetch(
     with torch.no_grad():
         assert torch.equal(first.model(x), second.model(x))
 
-    # A corrupted cache file is not trusted: the hash no longer matches, so it is refetched.
-    cached.write_bytes(b"tampered")
+    # A damaged cache file is not used: the weights are fetched (and checked) again.
+    with session_scope() as s:
+        s.execute(update(Model).where(Model.id == model_id).values(weights=stored))
+    cached.write_bytes(b"damaged")
     monkeypatch.setattr(model_cache, "_loaded", {})
-    assert model_cache._read_cached(cached.stem) is None
+    third = model_cache.load_bundle(model_id)
+    with torch.no_grad():
+        assert torch.equal(first.model(x), third.model(x))
+    assert cached.read_bytes() == stored
+
+    # Weights in the database that do not match their hash are refused.
+    cached.unlink()
+    with session_scope() as s:
+        s.execute(update(Model).where(Model.id == model_id).values(weights=stored[:-1] + b"x"))
+    monkeypatch.setattr(model_cache, "_loaded", {})
+    with pytest.raises(ValueError, match="do not match their hash"):
+        model_cache.load_bundle(model_id)
