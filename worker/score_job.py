@@ -205,13 +205,13 @@ def settle(job_id: int) -> dict[str, Any] | None:
         # Units first, rows after: under READ COMMITTED each query sees what had committed when
         # it started, so rows counted after "no unit open" include every done unit's rows.
         still_open = work.open_units(s, job_id)
+        if still_open and not job.cancel_requested:
+            return None  # the common case after a chunk: no recount (each chunk counted already)
         done = _recount(s, job)
         if job.cancel_requested:
             message = f"cancelled after {done} of {job.progress_total} images"
             if work.cancel_if_idle(s, job, message):
                 return {"state": "cancelled", "message": message, "scores": None}
-            return None
-        if still_open:
             return None
         state, summary, scores = _summarise(s, job)
         won = s.execute(

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import torch
 
-from db.schema import Model
-from db.session import session_scope
-from tests.conftest import make_xray
-from training.checkpoint import ModelBundle, sha256, to_bytes
+from tests.conftest import add_model_row, make_xray
+from training.checkpoint import ModelBundle, to_bytes
 from training.models import create_model
 from training.preprocess import Normalizer
 
@@ -31,23 +29,7 @@ def test_scoring_imports_neither_torchvision_nor_dynamo(db_url: str, tmp_path: P
     bundle = ModelBundle(
         create_model("googlenet", 32).eval(), "googlenet", 32, Normalizer(), 0.5, {}
     )
-    weights = to_bytes(bundle)
-    with session_scope() as s:
-        s.add(
-            Model(
-                name="g",
-                arch="googlenet",
-                preset="seed",
-                img_size=32,
-                threshold=0.5,
-                config={},
-                data={},
-                weights=weights,
-                weights_sha256=sha256(weights),
-                n_params=0,
-                train_seconds=0.0,
-            )
-        )
+    add_model_row(to_bytes(bundle), "g", "googlenet")
     for i in range(3):
         make_xray(tmp_path / "xrays" / f"{i}.jpeg", i % 2 == 0, i)
     out = subprocess.run(

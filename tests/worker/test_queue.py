@@ -14,7 +14,7 @@ from cli.main import cli
 from db.schema import Job, Model, Prediction
 from db.session import session_scope
 from db.store import create_job
-from tests.conftest import REDIS_URL, make_xray
+from tests.conftest import REDIS_URL, add_model_row, make_xray
 from tests.worker.conftest import wait_for
 from worker.score_job import run_scoring_job
 from worker.score_plan import plan_chunks
@@ -139,22 +139,7 @@ def test_cancel_stops_a_queued_scoring_job(
 
 
 def test_a_chunk_that_keeps_failing_is_retried_then_recorded(workers, tmp_path) -> None:
-    with session_scope() as s:  # a model row whose weights are not a checkpoint
-        s.add(
-            Model(
-                name="broken",
-                arch="cnn",
-                preset="seed",
-                img_size=32,
-                threshold=0.5,
-                config={},
-                data={},
-                weights=b"garbage",
-                weights_sha256="f" * 64,
-                n_params=0,
-                train_seconds=0.0,
-            )
-        )
+    add_model_row(b"garbage", "broken", "cnn")  # weights that are not a checkpoint
     folder = _labelled_folder(tmp_path / "scan", n=2)
     workers.start()
     out = run("score", folder, "--model", "broken", "--chunk-size", 2, "--wait", ok=False)
