@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.schema import Ensemble, Evaluation, Job, Model, Prediction
-from db.store import SCORE_COLUMNS, NotFoundError, get_job
+from db.schema import Ensemble, Evaluation, Heatmap, Job, Model, Prediction, scorer_key
+from db.store import KIND_COLUMNS, SCORE_COLUMNS, NotFoundError, get_job
 
 
 def _latest(
@@ -104,7 +104,8 @@ def resolve_job(session: Session, ref: str) -> Job:
 
 
 def _scores(evaluation: Evaluation | None, prefix: str = "") -> dict[str, Any]:
-    return {f"{prefix}{k}": getattr(evaluation, k) if evaluation else None for k in SCORE_COLUMNS}
+    columns = (*SCORE_COLUMNS, *KIND_COLUMNS)
+    return {f"{prefix}{k}": getattr(evaluation, k) if evaluation else None for k in columns}
 
 
 def _val_and_test(
@@ -242,7 +243,58 @@ def predictions_report(session: Session, ref: str) -> list[dict[str, Any]]:
             "prob_pneumonia": p.prob,
             "label": p.label,
             "true_label": p.true_label,
+            "prob_viral": p.prob_viral,
+            "kind": p.kind,
             "error": p.error,
         }
         for p, name in rows
     ]
+
+
+def answering_scorer(job: Job) -> str:
+    """The scorer whose rows are a scoring job's answer: its ensemble, else its model."""
+    ensemble_id = job.params.get("ensemble_id")
+    if ensemble_id is not None:
+        return scorer_key(ensemble_id=ensemble_id)
+    return scorer_key(job.model_id)
+
+
+def heatmap_report(
+    session: Session, ref: str, path: str, scorer: str | None = None
+) -> dict[str, Any]:
+    """The stored heatmap of one image of a scoring job, with the image's prediction row.
+    `path` is the stored (absolute) path, or a unique ending of one (e.g. the file name)."""
+    job = resolve_job(session, ref)
+    key = scorer or answering_scorer(job)
+    found = session.scalars(
+        select(Heatmap).where(Heatmap.job_id == job.id, Heatmap.scorer == key)
+    ).all()
+    if not found:
+        raise NotFoundError(
+            f"job {job.id} stored no heatmaps for {key}; score with `cxrq score FOLDER --explain`"
+        )
+    exact = [h for h in found if h.path == path]
+    matches = exact or [h for h in found if h.path.endswith("/" + path.lstrip("/"))]
+    if len(matches) != 1:
+        what = "no heatmap" if not matches else f"{len(matches)} heatmaps"
+        raise NotFoundError(f"{what} in job {job.id} for {path!r}; give the image's full path")
+    h = matches[0]
+    prediction = session.scalars(
+        select(Prediction).where(
+            Prediction.job_id == job.id, Prediction.scorer == key, Prediction.path == h.path
+        )
+    ).first()
+    return {
+        "job_id": job.id,
+        "scorer": key,
+        "path": h.path,
+        "height": h.height,
+        "width": h.width,
+        "grid": h.grid,
+        "crop": h.crop,
+        "method": h.method,
+        "prob_pneumonia": prediction.prob if prediction else None,
+        "label": prediction.label if prediction else None,
+        "prob_viral": prediction.prob_viral if prediction else None,
+        "kind": prediction.kind if prediction else None,
+    }

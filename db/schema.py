@@ -114,6 +114,14 @@ class Evaluation(Base):
     fn: Mapped[int]
     threshold: Mapped[float] = mapped_column(Float)
     n: Mapped[int]
+    # Bacterial vs viral over the PNEUMONIA images of known kind, VIRAL positive; None when the
+    # scorer has no kind head or the set has no image of known kind.
+    kind_accuracy: Mapped[float | None] = mapped_column(Float)
+    kind_sensitivity: Mapped[float | None] = mapped_column(Float)
+    kind_specificity: Mapped[float | None] = mapped_column(Float)
+    kind_roc_auc: Mapped[float | None] = mapped_column(Float)
+    kind_threshold: Mapped[float | None] = mapped_column(Float)
+    kind_n: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -137,6 +145,26 @@ class Prediction(Base):
     label: Mapped[str | None] = mapped_column(String(16))
     true_label: Mapped[str | None] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
+    prob_viral: Mapped[float | None] = mapped_column(Float)  # P(VIRAL | PNEUMONIA)
+    kind: Mapped[str | None] = mapped_column(String(16))  # BACTERIAL | VIRAL when PNEUMONIA
+
+
+class Heatmap(Base):
+    """Where a scorer saw pneumonia in one image: a small grid over the model's input (the
+    image's central `crop` fraction of each side, squashed square), float16 row-major."""
+
+    __tablename__ = "heatmaps"
+    __table_args__ = (UniqueConstraint("job_id", "scorer", "path", name="uq_heatmap"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    scorer: Mapped[str] = mapped_column(String(32))  # scorer_key(model_id, ensemble_id)
+    path: Mapped[str] = mapped_column(Text)
+    height: Mapped[int]
+    width: Mapped[int]
+    grid: Mapped[bytes] = mapped_column(LargeBinary)
+    crop: Mapped[float] = mapped_column(Float)
+    method: Mapped[str] = mapped_column(String(32))  # e.g. grad-cam body.inception4e
 
 
 class WorkUnit(Base):

@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from db.schema import FINAL_STATES, Evaluation, Job, Model, Prediction, utcnow
+from db.schema import FINAL_STATES, Evaluation, Heatmap, Job, Model, Prediction, utcnow
 from db.session import session_scope
 
 SCORE_COLUMNS = (
@@ -26,6 +26,15 @@ SCORE_COLUMNS = (
     "fn",
     "threshold",
     "n",
+)
+# Bacterial vs viral (training.metrics.kind_scores): stored when the scores carry them.
+KIND_COLUMNS = (
+    "kind_accuracy",
+    "kind_sensitivity",
+    "kind_specificity",
+    "kind_roc_auc",
+    "kind_threshold",
+    "kind_n",
 )
 
 
@@ -101,8 +110,10 @@ def save_evaluation(
     if (model_id is None) == (ensemble_id is None):
         raise ValueError("an evaluation belongs to exactly one model or ensemble")
     values = {k: scores[k] for k in SCORE_COLUMNS}
-    if values["roc_auc"] != values["roc_auc"]:  # NaN: one class only, AUC undefined
-        values["roc_auc"] = None
+    values.update({k: scores.get(k) for k in KIND_COLUMNS})
+    for auc in ("roc_auc", "kind_roc_auc"):
+        if values[auc] != values[auc]:  # NaN: one class only, AUC undefined
+            values[auc] = None
     evaluation = Evaluation(
         model_id=model_id,
         ensemble_id=ensemble_id,
@@ -124,18 +135,34 @@ def upsert_predictions(
     rows = list(rows)
     if not rows:
         return 0
+    columns = ("prob", "label", "true_label", "error", "model_id", "ensemble_id")
+    _upsert(session, Prediction, rows, (*columns, "prob_viral", "kind"), overwrite)
+    return len(rows)
+
+
+def _upsert(
+    session: Session, table: type, rows: list[dict[str, Any]], columns: tuple, overwrite: bool
+) -> None:
+    """Insert rows keyed on (job_id, scorer, path): a redelivered chunk never doubles a row."""
     dialect = session.get_bind().dialect.name
     insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}.get(dialect)
     if insert is None:
         raise RuntimeError(f"upsert is not implemented for {dialect}")
-    stmt = insert(Prediction)
+    stmt = insert(table)
     key = ["job_id", "scorer", "path"]
     if overwrite:
-        columns = ("prob", "label", "true_label", "error", "model_id", "ensemble_id")
         stmt = stmt.on_conflict_do_update(
             index_elements=key, set_={c: stmt.excluded[c] for c in columns}
         )
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=key)
     session.execute(stmt, rows)
+
+
+def upsert_heatmaps(session: Session, rows: Iterable[dict[str, Any]]) -> int:
+    """Heatmap rows (db.schema.Heatmap), overwritten when a re-sent chunk computes them again."""
+    rows = list(rows)
+    if rows:
+        columns = ("height", "width", "grid", "crop", "method")
+        _upsert(session, Heatmap, rows, columns, overwrite=True)
     return len(rows)

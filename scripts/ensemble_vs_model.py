@@ -31,7 +31,8 @@ def main(ensemble_ref: str, model_ref: str) -> None:
         select = "member selection" in e.params["validation"]
         model_id = resolve_model(s, model_ref).id
         items, _ = validation_items([s.get(Model, i) for i in [*ids, model_id]])
-    probs, y, groups, _ = member_probabilities([*ids, model_id], items)
+    members = member_probabilities([*ids, model_id], items)
+    probs, y, groups = members.probs, members.y, members.groups
     oof, _, _ = cross_fitted(probs[:-1], y, groups, folds, seed, select)
     result = paired_auc_bootstrap(y, oof, probs[-1], groups, n_boot=N_BOOT)
     print(

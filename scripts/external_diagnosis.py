@@ -27,9 +27,10 @@ from worker.model_cache import load_bundle
 
 
 def _score(bundle, items: list[LabeledImage]):  # noqa: ANN001, ANN202
-    probs, errors = score_files_multi([bundle], [i.path for i in items])
-    keep = [n for n in range(len(items)) if n not in errors]
-    return [items[n] for n in keep], torch.tensor([items[n].label for n in keep]), probs[0, keep]
+    scored = score_files_multi([bundle], [i.path for i in items])
+    keep = [n for n in range(len(items)) if n not in scored.errors]
+    y = torch.tensor([items[n].label for n in keep])
+    return [items[n] for n in keep], y, scored.probs[0, keep]
 
 
 def _image_stats(paths: list[str]) -> tuple[list[float], list[float]]:

@@ -34,6 +34,8 @@ class ModelBundle:
     equalize: str = "none"  # contrast mapping at decode (training.equalize), part of the input
     crop: float = 1.0  # central fraction of each side kept at decode, part of the input
     train_prior: float | None = 0.5  # P(PNEUMONIA) the loss saw; None when unknown
+    kind_head: str = "none"  # training.models.KIND_HEADS: "none" answers no kind
+    kind_threshold: float = 0.5  # VIRAL when P(VIRAL | PNEUMONIA) >= this
 
     def header(self) -> dict[str, Any]:
         return {
@@ -46,6 +48,8 @@ class ModelBundle:
             "equalize": self.equalize,
             "crop": self.crop,
             "train_prior": self.train_prior,
+            "kind_head": self.kind_head,
+            "kind_threshold": self.kind_threshold,
         }
 
 
@@ -72,7 +76,9 @@ def from_bytes(data: bytes, device: str | torch.device = "cpu") -> ModelBundle:
     # Built on the meta device, the stored tensors then assigned: no time is spent drawing
     # initial weights that would be overwritten at once.
     with torch.device("meta"):
-        model = create_model(header["arch"], img_size=header["img_size"])
+        model = create_model(
+            header["arch"], img_size=header["img_size"], kind_head=header.get("kind_head", "none")
+        )
     model.load_state_dict(load_tensors(data), strict=True, assign=True)
     model.to(device, memory_format=torch.channels_last).eval()  # see inference.predict_proba
     return ModelBundle(
@@ -85,6 +91,8 @@ def from_bytes(data: bytes, device: str | torch.device = "cpu") -> ModelBundle:
         equalize=header.get("equalize", "none"),
         crop=float(header.get("crop", 1.0)),
         train_prior=header.get("train_prior", _older_train_prior(header.get("config", {}))),
+        kind_head=header.get("kind_head", "none"),
+        kind_threshold=float(header.get("kind_threshold", 0.5)),
     )
 
 

@@ -1,14 +1,17 @@
-"""Batched inference: decoded uint8 images or image files -> P(PNEUMONIA)."""
+"""Batched inference: decoded uint8 images or image files -> P(PNEUMONIA), P(VIRAL | PNEUMONIA)
+and, when asked, a heatmap of where the model saw pneumonia."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from training.checkpoint import ModelBundle
+from training.models import split_logits
 from training.preprocess import Normalizer, decode_many
 
 _CONV_BN_PAIRS = (("conv", "bn"), ("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
@@ -46,32 +49,87 @@ def _device_of(model: nn.Module) -> torch.device:
 INFER_BATCH = 64
 
 
+def model_input(images: torch.Tensor, normalizer: Normalizer, device: torch.device) -> torch.Tensor:
+    """uint8 (N, 3, S, S) -> the normalised float batch a model takes, on its device."""
+    batch = normalizer(images.to(device, non_blocking=True))
+    # NHWC lets oneDNN's convolutions run ~1.8x faster on a CPU (measured, GoogLeNet@64).
+    return batch.contiguous(memory_format=torch.channels_last)
+
+
+def probabilities(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A model's output -> (P(PNEUMONIA), P(VIRAL | PNEUMONIA) or None), float CPU tensors."""
+    logit, viral = split_logits(out.float())
+    viral_p = None if viral is None else torch.sigmoid(viral).cpu()
+    return torch.sigmoid(logit).cpu(), viral_p
+
+
 @torch.inference_mode()
+def predict_outputs(
+    model: nn.Module, images: torch.Tensor, normalizer: Normalizer, batch_size: int = INFER_BATCH
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(P(PNEUMONIA), P(VIRAL | PNEUMONIA) or None for a model without a kind head) for a
+    uint8 (N, 3, S, S) tensor, as float CPU tensors of shape (N,)."""
+    was_training = model.training
+    model.eval()
+    device = _device_of(model)
+    probs, virals = [], []
+    for start in range(0, images.shape[0], batch_size):
+        p, v = probabilities(
+            model(model_input(images[start : start + batch_size], normalizer, device))
+        )
+        probs.append(p)
+        virals.append(v)
+    model.train(was_training)
+    if not probs:
+        return torch.empty(0), None
+    return torch.cat(probs), (None if virals[0] is None else torch.cat(virals))
+
+
 def predict_proba(
     model: nn.Module, images: torch.Tensor, normalizer: Normalizer, batch_size: int = INFER_BATCH
 ) -> torch.Tensor:
     """P(PNEUMONIA) for a uint8 (N, 3, S, S) tensor, as a float CPU tensor of shape (N,)."""
-    was_training = model.training
-    model.eval()
-    device = _device_of(model)
-    out = []
-    for start in range(0, images.shape[0], batch_size):
-        batch = normalizer(images[start : start + batch_size].to(device, non_blocking=True))
-        # NHWC lets oneDNN's convolutions run ~1.8x faster on a CPU (measured, GoogLeNet@64).
-        batch = batch.contiguous(memory_format=torch.channels_last)
-        out.append(torch.sigmoid(model(batch).float()).cpu())
-    model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
+    return predict_outputs(model, images, normalizer, batch_size)[0]
+
+
+@dataclass
+class FileScores:
+    """Several models' answers on the same files. probs and viral are (M, N), NaN where a file
+    could not be read (viral also where a model has no kind head); maps[m] holds model m's
+    heatmap (h, w) by file position, when they were asked for."""
+
+    probs: torch.Tensor
+    viral: torch.Tensor
+    errors: dict[int, str] = field(default_factory=dict)  # position -> reason
+    maps: list[dict[int, torch.Tensor]] = field(default_factory=list)
+
+
+def _outputs(
+    bundle: ModelBundle, images: torch.Tensor, explain: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(P(PNEUMONIA), P(VIRAL | PNEUMONIA) or None, maps or None) of one model on a batch."""
+    if not explain:
+        return (*predict_outputs(bundle.model, images, bundle.normalizer), None)
+    from training.explain import explain_batch  # only jobs that ask for maps pay its import
+
+    out, maps = explain_batch(bundle.model, bundle.arch, images, bundle.normalizer)
+    return (*probabilities(out), maps)
 
 
 def score_files_multi(
-    bundles: Sequence[ModelBundle], paths: Sequence[str | os.PathLike], batch_size: int = 256
-) -> tuple[torch.Tensor, dict[int, str]]:
-    """P(PNEUMONIA) of several models on the same files: (M, N) with NaN where a file could
-    not be read, and {position: reason}. Each file is decoded once per input size, contrast
-    mapping and crop."""
-    probs = torch.full((len(bundles), len(paths)), float("nan"), dtype=torch.float64)
-    errors: dict[int, str] = {}
+    bundles: Sequence[ModelBundle],
+    paths: Sequence[str | os.PathLike],
+    batch_size: int = 256,
+    explain: bool = False,
+) -> FileScores:
+    """P(PNEUMONIA), P(VIRAL | PNEUMONIA) and (with `explain`) heatmaps of several models on
+    the same files. Each file is decoded once per input size, contrast mapping and crop."""
+    shape = (len(bundles), len(paths))
+    nan = float("nan")
+    result = FileScores(
+        torch.full(shape, nan, dtype=torch.float64), torch.full(shape, nan, dtype=torch.float64)
+    )
+    result.maps = [{} for _ in bundles] if explain else []
     by_input: dict[tuple[int, str, float], list[int]] = {}
     for m, bundle in enumerate(bundles):
         by_input.setdefault((bundle.img_size, bundle.equalize, bundle.crop), []).append(m)
@@ -79,10 +137,14 @@ def score_files_multi(
         for start in range(0, len(paths), batch_size):
             chunk = paths[start : start + batch_size]
             decoded = decode_many(chunk, size, equalize_mode=equalize, crop=crop)
-            errors.update({start + i: msg for i, msg in decoded.errors.items()})
-            columns = torch.tensor([start + i for i in decoded.ok_index], dtype=torch.long)
+            result.errors.update({start + i: msg for i, msg in decoded.errors.items()})
+            positions = [start + i for i in decoded.ok_index]
+            columns = torch.tensor(positions, dtype=torch.long)
             for m in members:
-                b = bundles[m]
-                p = predict_proba(b.model, decoded.tensor, b.normalizer)
-                probs[m, columns] = p.double()
-    return probs, errors
+                prob, viral, maps = _outputs(bundles[m], decoded.tensor, explain)
+                result.probs[m, columns] = prob.double()
+                if viral is not None:
+                    result.viral[m, columns] = viral.double()
+                if maps is not None:
+                    result.maps[m].update(zip(positions, maps, strict=True))
+    return result

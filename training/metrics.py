@@ -130,3 +130,43 @@ def paired_auc_bootstrap(
         "high": high,
         "p_a_at_least_b": float((d >= 0).double().mean()),
     }
+
+
+# Bacterial vs viral, scored over the PNEUMONIA images whose kind is known, VIRAL positive.
+KIND_SCORE_KEYS = (
+    "kind_accuracy",
+    "kind_sensitivity",
+    "kind_specificity",
+    "kind_roc_auc",
+    "kind_threshold",
+    "kind_n",
+)
+KIND_CODES = {"bacteria": 0, "virus": 1}  # -1: not a pneumonia of known kind
+KIND_LABELS = ("BACTERIAL", "VIRAL")
+
+
+def kind_scores(
+    kinds: Sequence[int] | torch.Tensor,
+    prob_viral: Sequence[float] | torch.Tensor,
+    threshold: float = 0.5,
+) -> dict[str, float | int | None]:
+    """Accuracy, sensitivity and specificity for VIRAL (viral called viral, bacterial called
+    bacterial) and the AUC of P(VIRAL | PNEUMONIA), over the images with a known kind (codes 0
+    bacterial, 1 viral; -1 is left out). Every value is None when no image has a known kind."""
+    k = torch.as_tensor(kinds, dtype=torch.long).flatten()
+    p = torch.as_tensor(prob_viral, dtype=torch.float64).flatten()
+    known = k >= 0
+    if not bool(known.any()):
+        return dict.fromkeys(KIND_SCORE_KEYS)
+    k, p = k[known], _finite(p[known])
+    pred = (p >= threshold).long()
+    viral, bacterial = k == 1, k == 0
+    auc = roc_auc(k, p)
+    return {
+        "kind_accuracy": float((pred == k).double().mean()),
+        "kind_sensitivity": _ratio(int((pred[viral] == 1).sum()), int(viral.sum())),
+        "kind_specificity": _ratio(int((pred[bacterial] == 0).sum()), int(bacterial.sum())),
+        "kind_roc_auc": None if auc != auc else auc,
+        "kind_threshold": float(threshold),
+        "kind_n": int(k.numel()),
+    }

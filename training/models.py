@@ -1,7 +1,11 @@
 """Model registry: `create_model(name)` builds any registered architecture from scratch.
 
-Every model maps a normalised (N, 3, S, S) batch to (N,) logits of P(PNEUMONIA). Register a new
-architecture with `@register_model("name")`; the tests are parametrized over `list_models()`.
+Every model maps a normalised (N, 3, S, S) batch to logits. With one output (the seed's binary
+recipe) that is (N,) logits of P(PNEUMONIA). A kind head adds what kind of pneumonia it is
+(bacterial or viral) in the same network, in one of two shapes (see KIND_HEADS); `split_logits`
+turns either into the logits of P(PNEUMONIA) and P(VIRAL | PNEUMONIA), so nothing downstream
+depends on which. Register a new architecture with `@register_model("name")`; the tests are
+parametrized over `list_models()`.
 """
 
 from __future__ import annotations
@@ -50,22 +54,53 @@ def normalizer_for(name: str) -> Normalizer:
     return Normalizer()
 
 
-def create_model(name: str, img_size: int = 64, pretrained: bool = False) -> nn.Module:
+# kind head -> output units. "none": the binary logit alone. "two": [pneumonia, viral] logits,
+# the second read as P(VIRAL | PNEUMONIA). "three": a softmax over [normal, bacterial, viral],
+# from which P(PNEUMONIA) = P(bacterial) + P(viral).
+KIND_HEADS = {"none": 1, "two": 2, "three": 3}
+
+
+def create_model(
+    name: str, img_size: int = 64, pretrained: bool = False, kind_head: str = "none"
+) -> nn.Module:
     """Build a registered model; `pretrained` loads ImageNet weights where the arch has them."""
     if name not in _REGISTRY:
         raise UnknownModelError(f"unknown arch {name!r}; choose one of {', '.join(list_models())}")
-    return _REGISTRY[name](img_size=img_size, pretrained=pretrained)
+    if kind_head not in KIND_HEADS:
+        raise ValueError(f"unknown kind head {kind_head!r}; choose one of {', '.join(KIND_HEADS)}")
+    return _REGISTRY[name](img_size=img_size, pretrained=pretrained, outputs=KIND_HEADS[kind_head])
+
+
+def split_logits(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A model's output -> (logit of P(PNEUMONIA), logit of P(VIRAL | PNEUMONIA) or None).
+
+    The head is told by the output's width (1, 2 or 3 units). For the 3-way softmax over
+    (normal n, bacterial b, viral v): P(PNEUMONIA) = sigmoid(logsumexp(b, v) - n) and
+    P(VIRAL | PNEUMONIA) = sigmoid(v - b), so its cross-entropy is exactly the binary BCE plus
+    the kind's BCE: the two heads differ in how they are parametrised, not in the loss."""
+    if out.dim() == 1:
+        return out, None
+    if out.shape[1] == 2:
+        return out[:, 0], out[:, 1]
+    normal, bacterial, viral = out.unbind(1)
+    return torch.logaddexp(bacterial, viral) - normal, viral - bacterial
+
+
+def pneumonia_logit(out: torch.Tensor) -> torch.Tensor:
+    """The (N,) logit of P(PNEUMONIA) from any head's output."""
+    return split_logits(out)[0]
 
 
 class _SqueezeLogit(nn.Module):
-    """Wraps a backbone with one output unit so every model returns shape (N,)."""
+    """Wraps a backbone so a one-output model returns shape (N,), a kind head (N, units)."""
 
     def __init__(self, body: nn.Module) -> None:
         super().__init__()
         self.body = body
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x).flatten()
+        out = self.body(x)
+        return out.flatten() if out.shape[-1] == 1 else out
 
 
 def _no_pretrained(name: str, pretrained: bool) -> None:
@@ -74,7 +109,7 @@ def _no_pretrained(name: str, pretrained: bool) -> None:
 
 
 @register_model("mlp")
-def mlp(img_size: int = 64, pretrained: bool = False) -> nn.Module:
+def mlp(img_size: int = 64, pretrained: bool = False, outputs: int = 1) -> nn.Module:
     _no_pretrained("mlp", pretrained)
     return _SqueezeLogit(
         nn.Sequential(
@@ -85,7 +120,7 @@ def mlp(img_size: int = 64, pretrained: bool = False) -> nn.Module:
             nn.Linear(512, 128),
             nn.ReLU(inplace=True),
             nn.Dropout(0.3),
-            nn.Linear(128, 1),
+            nn.Linear(128, outputs),
         )
     )
 
@@ -100,7 +135,7 @@ def _conv_block(cin: int, cout: int) -> nn.Sequential:
 
 
 @register_model("cnn")
-def cnn(img_size: int = 64, pretrained: bool = False) -> nn.Module:
+def cnn(img_size: int = 64, pretrained: bool = False, outputs: int = 1) -> nn.Module:
     _no_pretrained("cnn", pretrained)
     return _SqueezeLogit(
         nn.Sequential(
@@ -111,19 +146,19 @@ def cnn(img_size: int = 64, pretrained: bool = False) -> nn.Module:
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
             nn.Dropout(0.3),
-            nn.Linear(128, 1),
+            nn.Linear(128, outputs),
         )
     )
 
 
-def _imagenet_head_swap(model: nn.Module, attr: str) -> nn.Module:
+def _imagenet_head_swap(model: nn.Module, attr: str, outputs: int) -> nn.Module:
     head = getattr(model, attr)
-    setattr(model, attr, nn.Linear(head.in_features, 1))
+    setattr(model, attr, nn.Linear(head.in_features, outputs))
     return _SqueezeLogit(model)
 
 
 @register_model("googlenet")
-def googlenet(img_size: int = 64, pretrained: bool = False) -> nn.Module:
+def googlenet(img_size: int = 64, pretrained: bool = False, outputs: int = 1) -> nn.Module:
     if pretrained:
         from torchvision.models import GoogLeNet_Weights
         from torchvision.models import googlenet as tv_googlenet
@@ -131,18 +166,19 @@ def googlenet(img_size: int = 64, pretrained: bool = False) -> nn.Module:
         # Downloads once into the torch hub cache; offline machines must pre-seed that cache.
         model = tv_googlenet(weights=GoogLeNet_Weights.IMAGENET1K_V1)
         model.aux_logits, model.aux1, model.aux2 = False, None, None
-        return _imagenet_head_swap(model, "fc")
-    return _SqueezeLogit(GoogLeNet(num_classes=1))  # torchvision's, without importing it
+        return _imagenet_head_swap(model, "fc", outputs)
+    return _SqueezeLogit(GoogLeNet(num_classes=outputs))  # torchvision's, without importing it
 
 
 @register_model("resnet50")
-def resnet50(img_size: int = 64, pretrained: bool = False) -> nn.Module:
+def resnet50(img_size: int = 64, pretrained: bool = False, outputs: int = 1) -> nn.Module:
     if pretrained:
         from torchvision.models import ResNet50_Weights
         from torchvision.models import resnet50 as tv_resnet50
 
-        return _imagenet_head_swap(tv_resnet50(weights=ResNet50_Weights.IMAGENET1K_V2), "fc")
-    return _SqueezeLogit(ResNet50(num_classes=1))
+        weights = ResNet50_Weights.IMAGENET1K_V2
+        return _imagenet_head_swap(tv_resnet50(weights=weights), "fc", outputs)
+    return _SqueezeLogit(ResNet50(num_classes=outputs))
 
 
 class PretrainedWeightsMissing(RuntimeError):
@@ -164,11 +200,11 @@ def _lite0_imagenet_state() -> dict[str, torch.Tensor]:
 
 
 @register_model("efficientnet_lite0")
-def efficientnet_lite0(img_size: int = 64, pretrained: bool = False) -> nn.Module:
-    """EfficientNet-Lite0 (4.7 M weights; ReLU6, no squeeze-excitation), one logit out."""
+def efficientnet_lite0(img_size: int = 64, pretrained: bool = False, outputs: int = 1) -> nn.Module:
+    """EfficientNet-Lite0 (4.7 M weights; ReLU6, no squeeze-excitation)."""
     from efficientnet_lite_pytorch import EfficientNet
 
-    model = EfficientNet.from_name("efficientnet-lite0", num_classes=1, image_size=img_size)
+    model = EfficientNet.from_name("efficientnet-lite0", num_classes=outputs, image_size=img_size)
     if pretrained:
         state = {k: v for k, v in _lite0_imagenet_state().items() if not k.startswith("_fc.")}
         missing, unexpected = model.load_state_dict(state, strict=False)

@@ -28,11 +28,11 @@ from training.augment import (
 )
 from training.checkpoint import ModelBundle
 from training.config import TrainConfig
-from training.data_files import LabeledImage, find_splits, fingerprint
+from training.data_files import LabeledImage, find_splits, fingerprint, pneumonia_kind
 from training.ensemble import balanced_threshold, sensitivity_threshold
-from training.inference import predict_proba
-from training.metrics import binary_scores, roc_auc
-from training.models import create_model, normalizer_for
+from training.inference import predict_outputs
+from training.metrics import KIND_CODES, binary_scores, kind_scores, roc_auc
+from training.models import create_model, normalizer_for, split_logits
 from training.preprocess import Normalizer, decode_many
 from training.splits import patient_split
 
@@ -66,20 +66,34 @@ def _diverged(what: str, where: str, config: TrainConfig) -> TrainingDiverged:
 
 @dataclass
 class Tensors:
-    """Decoded uint8 images and labels of one split (undecodable files dropped)."""
+    """Decoded uint8 images, labels and pneumonia kinds of one split (undecodable files
+    dropped). kinds: 0 bacterial, 1 viral, -1 NORMAL or a PNEUMONIA of unknown kind."""
 
     images: torch.Tensor
     labels: torch.Tensor
     dropped: list[str] = field(default_factory=list)
+    kinds: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.kinds is None:
+            self.kinds = torch.full_like(self.labels, -1)
 
     @classmethod
     def decode(
         cls, items: list[LabeledImage], size: int, equalize: str = "none", crop: float = 1.0
     ) -> Tensors:
         decoded = decode_many([i.path for i in items], size, equalize_mode=equalize, crop=crop)
-        labels = torch.tensor([items[i].label for i in decoded.ok_index], dtype=torch.long)
+        kept = [items[i] for i in decoded.ok_index]
+        labels = torch.tensor([i.label for i in kept], dtype=torch.long)
+        kinds = torch.tensor([kind_code(i) for i in kept], dtype=torch.long)
         dropped = [f"{items[i].path}: {msg}" for i, msg in decoded.errors.items()]
-        return cls(decoded.tensor, labels, dropped)
+        return cls(decoded.tensor, labels, dropped, kinds)
+
+
+def kind_code(item: LabeledImage) -> int:
+    """0 bacterial, 1 viral (from a PNEUMONIA file's name), -1 otherwise."""
+    kind = pneumonia_kind(item.path) if item.label == 1 else None
+    return KIND_CODES.get(kind, -1)
 
 
 @dataclass
@@ -155,6 +169,32 @@ def loss_function(config: TrainConfig, labels: torch.Tensor) -> nn.Module:
     return nn.BCEWithLogitsLoss(pos_weight=(labels.numel() - n_pos) / n_pos)
 
 
+def kind_loss_function(config: TrainConfig, kinds: torch.Tensor) -> nn.Module:
+    """BCE of P(VIRAL | PNEUMONIA), summed: `train_one_epoch` divides by the whole batch, so a
+    pneumonia of known kind weighs what its binary term does (with the 3-way head, the two
+    terms add up to its cross-entropy). balance="weight" weighs viral and bacterial alike."""
+    if config.balance != "weight":
+        return nn.BCEWithLogitsLoss(reduction="sum")
+    n_viral = (kinds == 1).sum().clamp(min=1)
+    return nn.BCEWithLogitsLoss(reduction="sum", pos_weight=(kinds == 0).sum() / n_viral)
+
+
+def _loss(
+    out: torch.Tensor,
+    target: torch.Tensor,
+    kinds: torch.Tensor,
+    loss_fn: nn.Module,
+    kind_loss_fn: nn.Module,
+) -> torch.Tensor:
+    """The binary loss, plus the kind's over the batch's pneumonias of known kind."""
+    logit, viral_logit = split_logits(out.float())
+    loss = loss_fn(logit, target)
+    if viral_logit is not None:
+        known = kinds >= 0
+        loss = loss + kind_loss_fn(viral_logit[known], kinds[known].float()) / kinds.numel()
+    return loss
+
+
 def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     """bfloat16 autocast where the hardware runs it natively (AVX512-BF16/AMX CPUs, recent
     GPUs), else None: emulated bf16 would be slower than float32."""
@@ -186,6 +226,7 @@ def train_one_epoch(
     model.train()
     device = next(model.parameters()).device
     loss_fn = loss_function(config, data.labels).to(device)
+    kind_loss_fn = kind_loss_function(config, data.kinds).to(device)
     dtype = amp_dtype(config, device)
     index, flip = plan
     order = torch.randperm(index.numel(), generator=gen)
@@ -200,8 +241,8 @@ def train_one_epoch(
         # NHWC: oneDNN trains GoogLeNet@64 ~1.3x faster on a CPU than NCHW (measured).
         images = images.to(device).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            logits = model(images)
-        loss = loss_fn(logits.float(), target)
+            out = model(images)
+        loss = _loss(out, target, data.kinds[index[pick]].to(device), loss_fn, kind_loss_fn)
         if not torch.isfinite(loss):
             # One NaN step turns every weight into NaN: stop now, not after the last epoch.
             raise _diverged(f"loss is {loss.item()}", f"at epoch {epoch}, batch {b + 1}", config)
@@ -215,24 +256,45 @@ def train_one_epoch(
     return total / max(n_batches, 1)
 
 
+def _finite_outputs(
+    model: nn.Module, data: Tensors, normalizer: Normalizer, config: TrainConfig, where: str
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(P(PNEUMONIA), P(VIRAL | PNEUMONIA) or None) on a split, or TrainingDiverged: a step can
+    blow the weights up (NaN or infinite outputs) while the loss it was taken from was finite."""
+    prob, viral = predict_outputs(model, data.images, normalizer)
+    for p in (prob, viral) if viral is not None else (prob,):
+        bad = int((~torch.isfinite(p)).sum())
+        if bad:
+            what = f"the model's output is not a number for {bad} of {p.numel()} images"
+            raise _diverged(what, where, config)
+    return prob, viral
+
+
 def _finite_proba(
     model: nn.Module, data: Tensors, normalizer: Normalizer, config: TrainConfig, where: str
 ) -> torch.Tensor:
-    """P(PNEUMONIA) on a split, or TrainingDiverged: a step can blow the weights up (NaN or
-    infinite outputs) while the loss it was taken from was still finite."""
-    prob = predict_proba(model, data.images, normalizer)
-    bad = int((~torch.isfinite(prob)).sum())
-    if bad:
-        what = f"the model's output is not a number for {bad} of {prob.numel()} images"
-        raise _diverged(what, where, config)
-    return prob
+    return _finite_outputs(model, data, normalizer, config, where)[0]
 
 
-def _evaluate(
-    model: nn.Module, data: Tensors, threshold: float, normalizer: Normalizer, config: TrainConfig
-) -> dict[str, Any]:
-    prob = _finite_proba(model, data, normalizer, config, "on evaluation")
-    return binary_scores(data.labels, prob, threshold)
+def _evaluate(model: nn.Module, data: Tensors, bundle: ModelBundle, config: TrainConfig) -> dict:
+    """Binary scores at the bundle's threshold, and the kind's at its kind threshold."""
+    prob, viral = _finite_outputs(model, data, bundle.normalizer, config, "on evaluation")
+    scores = binary_scores(data.labels, prob, bundle.threshold)
+    if viral is not None:
+        scores.update(kind_scores(data.kinds, viral, bundle.kind_threshold))
+    return scores
+
+
+def _kind_threshold(
+    model: nn.Module, tune: Tensors | None, normalizer: Normalizer, config: TrainConfig
+) -> float:
+    """The cut on P(VIRAL | PNEUMONIA) balancing viral and bacterial recall on the tuning
+    split's pneumonias of known kind; 0.5 without a tuning split or without a kind head."""
+    if config.kind_head == "none" or tune is None or not bool((tune.kinds >= 0).any()):
+        return 0.5
+    _, viral = _finite_outputs(model, tune, normalizer, config, "on the tuning split")
+    known = tune.kinds >= 0
+    return balanced_threshold(tune.kinds[known], viral[known])
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -319,7 +381,7 @@ def fit(
     data = load_data(config, data_root)
     plan = _plan(config, data.train.labels)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = create_model(config.arch, config.img_size, config.pretrained)
+    model = create_model(config.arch, config.img_size, config.pretrained, config.kind_head)
     norm = normalizer_for(config.arch)
     model = model.to(device, memory_format=torch.channels_last)
     batches = (plan[0].numel() + config.batch_size - 1) // config.batch_size
@@ -367,15 +429,18 @@ def fit(
         equalize=config.equalize,
         crop=config.crop,
         train_prior=train_prior(config, data.train.labels),
+        kind_head=config.kind_head,
+        kind_threshold=_kind_threshold(model, data.tune, norm, config),
     )
-    val_scores = _evaluate(model, data.val, threshold, norm, config)
+    val_scores = _evaluate(model, data.val, bundle, config)
     test_scores = None
     if data.test_items:
-        test_scores = _evaluate(model, _decode(data.test_items, config), threshold, norm, config)
+        test_scores = _evaluate(model, _decode(data.test_items, config), bundle, config)
     info = {
         **data.info,
         "n_train_balanced": int(plan[0].numel()),
         "best_epoch": best[1] if best else config.epochs,
+        "kind_threshold": bundle.kind_threshold,  # also in the weights' header
     }
     return TrainResult(
         bundle, val_scores, test_scores, history, info, time.perf_counter() - started

@@ -7,7 +7,7 @@ fit_ensemble("fitted")              # stacking weights + balanced threshold, cro
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from sqlalchemy import select
@@ -21,10 +21,10 @@ from training.data_files import LabeledImage, find_splits
 from training.ensemble import combine
 from training.ensemble_fit import cross_fitted, fit_stack
 from training.inference import score_files_multi
-from training.metrics import binary_scores
-from training.train_loop import choose_validation
+from training.metrics import binary_scores, kind_scores
+from training.train_loop import choose_validation, kind_code
 from worker.model_cache import load_bundle
-from worker.scorers import Scorer, ensemble_scorer
+from worker.scorers import Scorer, combine_viral, ensemble_kind_threshold, ensemble_scorer
 
 SEED_WEIGHTS = {"mlp": 0.5, "cnn": 0.5, "resnet50": 0.5, "googlenet": 0.51}
 
@@ -50,14 +50,42 @@ def validation_items(models: list[Model]) -> tuple[list[LabeledImage], str]:
     return val, f"{root} ({how})"
 
 
-def member_probabilities(model_ids: list[int], items: list[LabeledImage]):  # noqa: ANN201
-    """Members' P(PNEUMONIA) (M, N), labels (N,), patients and thresholds; unreadable dropped."""
+class Members(NamedTuple):
+    """Members' answers on labelled images, unreadable ones dropped."""
+
+    probs: torch.Tensor  # (M, N) P(PNEUMONIA)
+    y: torch.Tensor  # (N,) labels
+    groups: list[str]  # (N,) patients
+    thresholds: list[float]
+    viral: torch.Tensor  # (M, N) P(VIRAL | PNEUMONIA), NaN for a member with no kind head
+    kinds: torch.Tensor  # (N,) 0 bacterial, 1 viral, -1 otherwise
+    kind_cuts: list[float | None]  # None: no kind head
+
+
+def member_probabilities(model_ids: list[int], items: list[LabeledImage]) -> Members:
     bundles = [load_bundle(m) for m in model_ids]
-    probs, errors = score_files_multi(bundles, [i.path for i in items])
-    keep = [p for p in range(len(items)) if p not in errors]
-    y = torch.tensor([items[p].label for p in keep])
-    groups = [items[p].patient for p in keep]
-    return probs[:, keep], y, groups, [b.threshold for b in bundles]
+    scored = score_files_multi(bundles, [i.path for i in items])
+    keep = [p for p in range(len(items)) if p not in scored.errors]
+    return Members(
+        scored.probs[:, keep],
+        torch.tensor([items[p].label for p in keep]),
+        [items[p].patient for p in keep],
+        [b.threshold for b in bundles],
+        scored.viral[:, keep],
+        torch.tensor([kind_code(items[p]) for p in keep], dtype=torch.long),
+        [None if b.kind_head == "none" else b.kind_threshold for b in bundles],
+    )
+
+
+def ensemble_kind_scores(members: Members, weights: list[float]) -> dict[str, Any]:
+    """Bacterial vs viral of the ensemble's combined P(VIRAL | PNEUMONIA); {} when no member
+    has a kind head."""
+    viral = combine_viral(members.viral, weights)
+    known = (members.kinds >= 0) & torch.isfinite(viral)
+    if not bool(known.any()):
+        return {}
+    cut = ensemble_kind_threshold(members.kind_cuts, weights)
+    return kind_scores(members.kinds[known], viral[known], cut)
 
 
 def _members(session, refs: list[tuple[str, float]]) -> list[dict[str, Any]]:  # noqa: ANN001
@@ -107,9 +135,10 @@ def _scorer(ensemble_id: int) -> Scorer:
 
 def _scores_as_stored(e: Scorer, items: list[LabeledImage]) -> dict[str, Any]:
     """The ensemble's scores on items with its stored weights, bias and threshold, as served."""
-    probs, y, _, thresholds = member_probabilities(e.model_ids, items)
-    combined = combine(e.method, probs, e.weights, thresholds, e.bias)
-    return binary_scores(y, combined, e.threshold)
+    members = member_probabilities(e.model_ids, items)
+    combined = combine(e.method, members.probs, e.weights, members.thresholds, e.bias)
+    scores = binary_scores(members.y, combined, e.threshold)
+    return {**scores, **ensemble_kind_scores(members, e.weights)}
 
 
 def score_on_validation(ensemble_id: int) -> dict[str, Any]:
@@ -152,10 +181,16 @@ def fit_ensemble(name: str, folds: int = 5, seed: int = 0, select: bool = False)
         # A refit weighs every model the ensemble was created with, dropped ones included.
         ensemble_id, ids = e.id, e.params.get("candidates") or [m["model_id"] for m in e.members]
     items, dataset = validation_items(_models(ids))
-    probs, y, groups, _ = member_probabilities(ids, items)
+    members = member_probabilities(ids, items)
+    probs, y, groups = members.probs, members.y, members.groups
     oof_prob, oof_label, fold_fits = cross_fitted(probs, y, groups, folds, seed, select)
     fit = fit_stack(probs, y, groups, select, folds, seed)
     scores = binary_scores(y, oof_prob, fit.threshold, pred=oof_label)
+    kept_members = members._replace(
+        viral=members.viral[fit.members], kind_cuts=[members.kind_cuts[n] for n in fit.members]
+    )
+    # The kind is not fitted (the weights are fitted for P(PNEUMONIA)): scored as combined.
+    scores.update(ensemble_kind_scores(kept_members, fit.weights))
     how = "stacking with member selection" if select else "stacking"
     params = {
         "bias": fit.bias,

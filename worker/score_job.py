@@ -20,9 +20,15 @@ from sqlalchemy import case, func, select, update
 from db import work
 from db.schema import CLASSES_BY_INDEX, FINAL_STATES, Job, Model, Prediction, utcnow
 from db.session import session_scope
-from db.store import finish_job, get_job, save_evaluation, upsert_predictions
-from training.data_files import label_from_path
-from training.metrics import binary_scores
+from db.store import (
+    finish_job,
+    get_job,
+    save_evaluation,
+    upsert_heatmaps,
+    upsert_predictions,
+)
+from training.data_files import label_from_path, pneumonia_kind
+from training.metrics import KIND_CODES, binary_scores, kind_scores
 from worker.lease import hold
 from worker.progress import ProgressFn
 from worker.scorers import (
@@ -30,8 +36,11 @@ from worker.scorers import (
     PREVALENCE_THRESHOLD,
     Scorer,
     failed_rows,
+    heatmap_rows,
+    member_and_combined_probs,
     prediction_rows,
     scorer_of,
+    stored_kind_threshold,
 )
 
 NOT_SCORED = "not scored: "  # error prefix of rows whose chunk failed for good
@@ -45,21 +54,31 @@ def true_label(path: Path, folder: Path) -> str | None:
     return None if label is None else CLASSES_BY_INDEX[label]
 
 
-def _start_or_skip(job_id: int) -> tuple[Scorer, Path] | None:
-    """Mark the job running; None when it ended or a cancel was asked (`settle` closes it)."""
+def _start_or_skip(job_id: int) -> tuple[Scorer, Path, bool] | None:
+    """Mark the job running; None when it ended or a cancel was asked (`settle` closes it).
+    Returns (scorer, folder, whether heatmaps were asked for)."""
     with session_scope() as s:
         job = get_job(s, job_id)
         if job.cancel_requested or job.state in FINAL_STATES:
             return None
         if job.state == "pending":
             job.state, job.started_at = "running", utcnow()
-        return scorer_of(job), Path(job.params["folder"])
+        return scorer_of(job), Path(job.params["folder"]), bool(job.params.get("explain"))
 
 
-def _write_rows(job_id: int, unit_id: int, key: str, rows: list[dict], overwrite: bool) -> None:
-    """The unit's rows and its done mark in one transaction; progress is a fresh row count."""
+def _write_rows(
+    job_id: int,
+    unit_id: int,
+    key: str,
+    rows: list[dict],
+    overwrite: bool,
+    heatmaps: list[dict] = (),
+) -> None:
+    """The unit's rows (and heatmaps) and its done mark in one transaction; progress is a
+    fresh row count."""
     with session_scope() as s:
         upsert_predictions(s, rows, overwrite=overwrite)
+        upsert_heatmaps(s, heatmaps)
         work.finish_unit(s, unit_id)
         # Approximate under concurrency (a chunk committing now is missed; `settle` recounts),
         # and never lowered: a count taken before another chunk committed may land after it.
@@ -80,10 +99,12 @@ def score_unit(unit_id: int) -> int:
         started = _start_or_skip(lease.job_id)
         if started is None:
             return 0
-        scorer, folder = started
+        scorer, folder, explain = started
         truth = [true_label(Path(p), folder) for p in lease.paths]
-        rows = prediction_rows(lease.job_id, scorer, lease.paths, truth)
-        _write_rows(lease.job_id, unit_id, scorer.key, rows, True)
+        answers = member_and_combined_probs(scorer, lease.paths, explain)
+        rows = prediction_rows(lease.job_id, scorer, lease.paths, truth, answers)
+        maps = heatmap_rows(lease.job_id, lease.paths, answers)
+        _write_rows(lease.job_id, unit_id, scorer.key, rows, True, maps)
         return len(lease.paths)
 
 
@@ -95,7 +116,7 @@ def fail_unit(unit_id: int, reason: str) -> None:
         started = _start_or_skip(lease.job_id)
         if started is None:
             return
-        scorer, folder = started
+        scorer, folder, _ = started
         reason = NOT_SCORED + (reason.strip().splitlines()[0] if reason.strip() else "unknown")
         truth = [true_label(Path(p), folder) for p in lease.paths]
         rows = failed_rows(lease.job_id, scorer, lease.paths, truth, reason)
@@ -105,7 +126,13 @@ def fail_unit(unit_id: int, reason: str) -> None:
 def _evaluate(s, job: Job, key: str, ids: dict[str, int]) -> dict[str, Any] | None:  # noqa: ANN001
     """Store and return the scores of one scorer's rows over the labelled, readable images."""
     rows = s.execute(
-        select(Prediction.prob, Prediction.label, Prediction.true_label).where(
+        select(
+            Prediction.prob,
+            Prediction.label,
+            Prediction.true_label,
+            Prediction.prob_viral,
+            Prediction.path,
+        ).where(
             Prediction.job_id == job.id,
             Prediction.scorer == key,
             Prediction.true_label.is_not(None),
@@ -124,9 +151,26 @@ def _evaluate(s, job: Job, key: str, ids: dict[str, int]) -> dict[str, Any] | No
     else:
         threshold = scorer.threshold
     scores = binary_scores(y, [r.prob for r in rows], threshold, pred=pred)
+    scores.update(_kind_scores(s, rows, scorer, ids))
     split = "evaluation" if job.params.get("evaluate") else "scored"
     save_evaluation(s, split, job.params["folder"], scores, job.id, **ids)
     return scores
+
+
+def _kind_scores(s, rows: list, scorer: Scorer, ids: dict[str, int]) -> dict[str, Any]:  # noqa: ANN001
+    """Bacterial vs viral over the PNEUMONIA images whose file name gives the kind (the
+    Kermany naming), when the scorer answered P(VIRAL | PNEUMONIA); else nothing."""
+    known = [
+        (KIND_CODES[kind], r.prob_viral)
+        for r in rows
+        if r.true_label == "PNEUMONIA"
+        and r.prob_viral is not None
+        and (kind := pneumonia_kind(r.path)) is not None
+    ]
+    if not known:
+        return {}
+    cut = stored_kind_threshold(scorer if "ensemble_id" in ids else Scorer([ids["model_id"]]))
+    return kind_scores([k for k, _ in known], [p for _, p in known], cut)
 
 
 def _error_counts(errors: list[str | None]) -> dict[str, int]:

@@ -6,10 +6,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from db.schema import CLASSES_BY_INDEX, Ensemble, Job, scorer_key
+import torch
+
+from db.schema import CLASSES_BY_INDEX, Ensemble, Job, Model, scorer_key
 from db.session import session_scope
 from training.ensemble import combine
 from training.inference import score_files_multi
+from training.metrics import KIND_LABELS
 from training.prevalence import prior_shift
 from worker.model_cache import load_bundle
 
@@ -54,18 +57,119 @@ def scorer_of(job: Job) -> Scorer:
         return ensemble_scorer(s.get(Ensemble, ensemble_id))
 
 
-def member_and_combined_probs(scorer: Scorer, paths: list[str]):  # noqa: ANN201
-    """(member probs (M, N), combined probs (N,) or None, {position: error}, member thresholds)."""
+@dataclass
+class Answers:
+    """Every scorer's answers on one chunk: the members' (M, N) P(PNEUMONIA) and P(VIRAL |
+    PNEUMONIA) (NaN where unanswered), the ensemble's combined (N,) ones, errors by position,
+    thresholds, and heatmaps by scorer key and position when they were asked for."""
+
+    probs: torch.Tensor
+    viral: torch.Tensor
+    combined: torch.Tensor | None
+    combined_viral: torch.Tensor | None
+    errors: dict[int, str]
+    thresholds: list[float]
+    kind_thresholds: list[float | None]  # None: a model without a kind head
+    maps: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
+    map_info: dict[str, tuple[float, str]] = field(default_factory=dict)  # key -> (crop, method)
+
+
+def member_and_combined_probs(scorer: Scorer, paths: list[str], explain: bool = False) -> Answers:
+    """Score a chunk with the scorer's models, and combine them when it is an ensemble."""
     bundles = [load_bundle(m) for m in scorer.model_ids]
-    probs, errors = score_files_multi(bundles, paths)
-    thresholds = [b.threshold for b in bundles]
+    scored = score_files_multi(bundles, paths, explain=explain)
+    probs, thresholds = scored.probs, [b.threshold for b in bundles]
     if scorer.prevalence is not None:
         probs[0] = prior_shift(probs[0], bundles[0].train_prior, scorer.prevalence)
         thresholds = [PREVALENCE_THRESHOLD]
-    combined = None
+    answers = Answers(
+        probs,
+        scored.viral,
+        None,
+        None,
+        scored.errors,
+        thresholds,
+        [None if b.kind_head == "none" else b.kind_threshold for b in bundles],
+    )
+    if explain:
+        _member_maps(answers, scorer, bundles, scored.maps)
     if scorer.ensemble_id is not None:
-        combined = combine(scorer.method, probs, scorer.weights, thresholds, scorer.bias)
-    return probs, combined, errors, thresholds
+        answers.combined = combine(scorer.method, probs, scorer.weights, thresholds, scorer.bias)
+        answers.combined_viral = combine_viral(scored.viral, scorer.weights)
+        if explain:
+            _ensemble_maps(answers, scorer, bundles)
+    return answers
+
+
+def _member_maps(
+    answers: Answers, scorer: Scorer, bundles: list, maps: list[dict[int, torch.Tensor]]
+) -> None:
+    from training.explain import TARGET_LAYERS
+
+    for model_id, bundle, found in zip(scorer.model_ids, bundles, maps, strict=True):
+        key = scorer_key(model_id)
+        answers.maps[key] = found
+        answers.map_info[key] = (bundle.crop, map_method(TARGET_LAYERS[bundle.arch]))
+
+
+def map_method(layer: str) -> str:
+    return "input gradient" if layer == "input" else f"grad-cam {layer}"
+
+
+def _ensemble_maps(answers: Answers, scorer: Scorer, bundles: list) -> None:
+    """The members' maps, weighted as the ensemble weighs its members (negative stacking
+    weights count as 0). Members that see different crops of the image cannot be overlaid on
+    one grid: then the ensemble stores no map of its own (each member's is stored)."""
+    from training.explain import combine_maps
+
+    if len({b.crop for b in bundles}) > 1:
+        return
+    member = [answers.maps[scorer_key(m)] for m in scorer.model_ids]
+    positions = sorted(set.intersection(*(set(m) for m in member)))
+    if not positions:
+        return
+    stacked = [torch.stack([m[p] for p in positions]) for m in member]
+    combined = combine_maps(stacked, scorer.weights)
+    answers.maps[scorer.key] = dict(zip(positions, combined, strict=True))
+    answers.map_info[scorer.key] = (bundles[0].crop, "weighted members")
+
+
+def combine_viral(viral: torch.Tensor, weights: list[float]) -> torch.Tensor:
+    """An ensemble's P(VIRAL | PNEUMONIA): its members' weighted mean, over the members that
+    answer it (a kind head), each weighted as the ensemble weighs it (negative weights count
+    as 0; all zero: a plain mean). NaN where no member answers."""
+    w = torch.tensor(weights, dtype=torch.float64).clamp(min=0).view(-1, 1)
+    answered = torch.isfinite(viral)
+    if float(w.sum()) == 0:
+        w = torch.ones_like(w)
+    w = w * answered
+    total = w.sum(0)
+    mean = (w * torch.nan_to_num(viral)).sum(0) / total.clamp(min=1e-12)
+    return torch.where(total > 0, mean, torch.full_like(mean, float("nan")))
+
+
+def ensemble_kind_threshold(cuts: list[float | None], weights: list[float]) -> float:
+    """The ensemble decides VIRAL at its members' kind thresholds (None: a member with no kind
+    head), weighted as combine_viral weighs their P(VIRAL | PNEUMONIA)."""
+    values = torch.tensor([[float("nan") if c is None else c] for c in cuts], dtype=torch.float64)
+    cut = float(combine_viral(values, weights)[0])
+    return 0.5 if math.isnan(cut) else cut
+
+
+def kind_threshold_of(model: Model) -> float | None:
+    """A stored model's kind threshold; None when it has no kind head."""
+    if model.config.get("kind_head", "none") == "none":
+        return None
+    return float(model.data.get("kind_threshold", 0.5))
+
+
+def stored_kind_threshold(scorer: Scorer) -> float:
+    """The kind threshold the scorer's rows were decided at, from the stored models."""
+    with session_scope() as s:
+        cuts = [kind_threshold_of(s.get(Model, m)) for m in scorer.model_ids]
+    if scorer.ensemble_id is None:
+        return cuts[0] if cuts[0] is not None else 0.5
+    return ensemble_kind_threshold(cuts, scorer.weights)
 
 
 def _row(
@@ -76,9 +180,15 @@ def _row(
     threshold: float,
     truth: str | None,
     error: str | None,
+    viral: tuple[float, float] = (float("nan"), 0.5),
     **ids: Any,
 ) -> dict[str, Any]:
+    """A prediction row; `viral` is (P(VIRAL | PNEUMONIA) or NaN, the kind's threshold)."""
     label = None if prob is None else CLASSES_BY_INDEX[int(prob >= threshold)]
+    prob_viral = viral[0] if prob is not None and math.isfinite(viral[0]) else None
+    kind = None
+    if label == "PNEUMONIA" and prob_viral is not None:
+        kind = KIND_LABELS[int(prob_viral >= viral[1])]
     return {
         "job_id": job_id,
         "scorer": key,
@@ -89,6 +199,8 @@ def _row(
         "error": error,
         "model_id": ids.get("model_id"),
         "ensemble_id": ids.get("ensemble_id"),
+        "prob_viral": prob_viral,
+        "kind": kind,
     }
 
 
@@ -106,28 +218,31 @@ def _checked(value: float, error: str | None) -> tuple[float | None, str | None]
 
 
 def prediction_rows(
-    job_id: int, scorer: Scorer, paths: list[str], truth: list[str | None]
+    job_id: int, scorer: Scorer, paths: list[str], truth: list[str | None], answers: Answers
 ) -> list[dict[str, Any]]:
     """One row per image and model, plus the ensemble's combined row beside its members'."""
-    probs, combined, errors, thresholds = member_and_combined_probs(scorer, paths)
     rows = []
     for pos, path in enumerate(paths):
         for m, model_id in enumerate(scorer.model_ids):
-            prob, error = _checked(float(probs[m, pos]), errors.get(pos))
+            prob, error = _checked(float(answers.probs[m, pos]), answers.errors.get(pos))
+            viral = (float(answers.viral[m, pos]), answers.kind_thresholds[m] or 0.5)
             rows.append(
                 _row(
                     job_id,
                     scorer_key(model_id),
                     path,
                     prob,
-                    thresholds[m],
+                    answers.thresholds[m],
                     truth[pos],
                     error,
+                    viral,
                     model_id=model_id,
                 )
             )
-        if combined is not None:
-            prob, error = _checked(float(combined[pos]), errors.get(pos))
+        if answers.combined is not None:
+            prob, error = _checked(float(answers.combined[pos]), answers.errors.get(pos))
+            cut = ensemble_kind_threshold(answers.kind_thresholds, scorer.weights)
+            viral = (float(answers.combined_viral[pos]), cut)
             rows.append(
                 _row(
                     job_id,
@@ -137,8 +252,32 @@ def prediction_rows(
                     scorer.threshold,
                     truth[pos],
                     error,
+                    viral,
                     ensemble_id=scorer.ensemble_id,
                 )
+            )
+    return rows
+
+
+def heatmap_rows(job_id: int, paths: list[str], answers: Answers) -> list[dict[str, Any]]:
+    """One heatmap row per scorer and image it mapped (db.schema.Heatmap)."""
+    from training.explain import encode_grid
+
+    rows = []
+    for key, maps in answers.maps.items():
+        crop, method = answers.map_info[key]
+        for pos, grid in maps.items():
+            rows.append(
+                {
+                    "job_id": job_id,
+                    "scorer": key,
+                    "path": paths[pos],
+                    "height": int(grid.shape[0]),
+                    "width": int(grid.shape[1]),
+                    "grid": encode_grid(grid),
+                    "crop": crop,
+                    "method": method,
+                }
             )
     return rows
 

@@ -58,7 +58,7 @@ def test_serving_decodes_with_the_mode_stored_in_the_model(tmp_path: Path) -> No
     model = create_model("cnn", img_size=32).eval()
     bundle = from_bytes(to_bytes(ModelBundle(model, "cnn", 32, Normalizer(), equalize="clahe")))
     assert bundle.equalize == "clahe"
-    served, _ = score_files_multi([bundle], [str(path)])
+    served = score_files_multi([bundle], [str(path)]).probs
     with torch.no_grad():
         x = Normalizer()(decode_image(path, 32, "clahe")[None])
         direct = torch.sigmoid(bundle.model(x.contiguous(memory_format=torch.channels_last)))
