@@ -77,4 +77,17 @@ def scores_line(title: str, s: dict[str, Any]) -> str:
         f"accuracy {s['accuracy']:.4f}  AUC {auc_text}  "
         f"(TP {s['tp']} FP {s['fp']} TN {s['tn']} FN {s['fn']}, n {s['n']}, "
         f"threshold {s['threshold']:.2f})"
+    ) + kind_text(s)
+
+
+def kind_text(s: dict[str, Any]) -> str:
+    """The bacterial-vs-viral scores (VIRAL positive) when the scores carry them, else ''."""
+    if s.get("kind_n") is None:
+        return ""
+    auc = s.get("kind_roc_auc")
+    auc_text = "-" if auc is None or auc != auc else f"{auc:.4f}"
+    return (
+        f"; kind (viral vs bacterial, {s['kind_n']} pneumonias): AUC {auc_text}  "
+        f"accuracy {s['kind_accuracy']:.4f}  viral sensitivity {s['kind_sensitivity']:.4f}  "
+        f"specificity {s['kind_specificity']:.4f}"
     )

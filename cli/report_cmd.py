@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from cli.errors import friendly_errors
@@ -9,6 +11,15 @@ from cli.output import emit, format_option
 
 SCORES = ("f1", "precision", "sensitivity", "specificity", "accuracy", "roc_auc")
 COUNTS = ("tp", "fp", "tn", "fn", "threshold", "n")
+# Bacterial vs viral over the PNEUMONIA images of known kind, VIRAL positive.
+KIND_SCORES = (
+    "kind_accuracy",
+    "kind_sensitivity",
+    "kind_specificity",
+    "kind_roc_auc",
+    "kind_threshold",
+    "kind_n",
+)
 # The table shows validation and the external test/ split side by side; to stay readable it
 # leaves out precision (and test F1), which CSV and JSON carry with every count.
 SIDE_BY_SIDE = (
@@ -21,15 +32,38 @@ SIDE_BY_SIDE = (
     "test_specificity",
     "test_accuracy",
     "test_roc_auc",
+    "val_kind_roc_auc",
+    "test_kind_roc_auc",
+    "test_kind_accuracy",
 )
-ALL_SCORES = tuple(f"{split}_{k}" for split in ("val", "test") for k in (*SCORES, *COUNTS))
+ALL_SCORES = tuple(
+    f"{split}_{k}" for split in ("val", "test") for k in (*SCORES, *COUNTS, *KIND_SCORES)
+)
 MODEL_KEYS = ("id", "name", "arch", "preset", "img_size", "epochs")
 MODEL_COLUMNS = (*MODEL_KEYS, *SIDE_BY_SIDE, "train_minutes")
 MODEL_CSV = (*MODEL_KEYS, *ALL_SCORES, "seed", "train_minutes", "created_at")
-EVAL_COLUMNS = ("scorer", "split", "job_id", *SCORES, "n", "dataset")
+EVAL_COLUMNS = (
+    "scorer",
+    "split",
+    "job_id",
+    *SCORES,
+    "n",
+    "kind_roc_auc",
+    "kind_accuracy",
+    "dataset",
+)
 JOB_COLUMNS = ("id", "kind", "state", "model_id", "done", "total", "created_at", "message")
 JOB_CSV = (*JOB_COLUMNS[:-1], "finished_at", "message", "error")
-PREDICTION_COLUMNS = ("scorer", "prob_pneumonia", "label", "true_label", "path", "error")
+PREDICTION_COLUMNS = (
+    "scorer",
+    "prob_pneumonia",
+    "label",
+    "prob_viral",
+    "kind",
+    "true_label",
+    "path",
+    "error",
+)
 PREDICTION_CSV = (
     "job_id",
     "scorer",
@@ -39,6 +73,8 @@ PREDICTION_CSV = (
     "path",
     "prob_pneumonia",
     "label",
+    "prob_viral",
+    "kind",
     "true_label",
     "error",
 )
@@ -156,3 +192,73 @@ def report_predictions(job_ref: str, fmt: str) -> None:
     """
     with friendly_errors():
         emit(_rows("predictions_report", job_ref), fmt, PREDICTION_COLUMNS, PREDICTION_CSV)
+
+
+HEATMAP_KEYS = ("job_id", "scorer", "path", "method", "prob_pneumonia", "label", "kind", "box")
+
+
+@report.command("heatmap")
+@click.argument("job_ref")
+@click.argument("path")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="write the X-ray at its own resolution with the heatmap overlaid and the hottest "
+    "region boxed (PNG)",
+)
+@click.option("--scorer", default=None, help="model:ID or ensemble:ID (default: the job's own)")
+@format_option
+def report_heatmap(
+    job_ref: str, path: str, output: Path | None, scorer: str | None, fmt: str
+) -> None:
+    """Where the model saw pneumonia in one image of a job scored with --explain: the hottest
+    region's box in the original image's pixels (left, top, right, bottom; right and bottom
+    exclusive), and with -o an overlay PNG.
+
+    PATH is the image's path as scored, or a unique ending of it (e.g. its file name).
+
+    Example: cxrq report heatmap latest person1_virus_6.jpeg -o out.png
+    """
+    with friendly_errors():
+        row = _heatmap(job_ref, path, scorer, output)
+    if fmt == "table":
+        for key in HEATMAP_KEYS:
+            click.echo(f"{key:15} {_shown(row.get(key))}")
+        if output:
+            click.echo(f"wrote {output}")
+    else:
+        emit([row], fmt, (), HEATMAP_KEYS)
+
+
+def _shown(value: object) -> str:
+    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _heatmap(job_ref: str, path: str, scorer: str | None, output: Path | None) -> dict:
+    from cli import heatmap_image as hm
+
+    absolute = Path(path).expanduser()
+    wanted = str(absolute.resolve()) if absolute.exists() else path
+    row = _rows("heatmap_report", job_ref, wanted, scorer)[0]
+    grid = hm.decode_grid(row.pop("grid"), row["height"], row["width"])
+    if output is not None:
+        box = hm.render_overlay(row["path"], grid, row["height"], row["width"], row["crop"], output)
+    else:
+        box = hm.hottest_box(grid, row["height"], row["width"], _size(row["path"]), row["crop"])
+    row["box"] = list(box) if box else None
+    row["grid"] = [round(v, 4) for v in grid]
+    return row
+
+
+def _size(path: str) -> tuple[int, int]:
+    from PIL import Image
+
+    from cli.heatmap_image import HeatmapImageError
+
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except OSError as exc:
+        raise HeatmapImageError(f"cannot open {path}: {exc}") from None

@@ -35,19 +35,33 @@ from cli.progress import ProgressBar
     help="expected share of PNEUMONIA here (e.g. 0.3): P is restated for it and decided at 0.5 "
     "(single models)",
 )
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="also store a heatmap of where the model saw pneumonia, for every image "
+    "(`cxrq report heatmap JOB PATH -o out.png` draws it)",
+)
 @click.option("--wait/--no-wait", default=False, help="queued mode: follow the job to its end")
 def score(
-    folder: Path, model_ref: str | None, chunk_size: int, prevalence: float | None, wait: bool
+    folder: Path,
+    model_ref: str | None,
+    chunk_size: int,
+    prevalence: float | None,
+    explain: bool,
+    wait: bool,
 ) -> None:
     """Score every .jpeg/.jpg/.png below FOLDER (recursively) and store a row per image.
 
     A NORMAL/ or PNEUMONIA/ folder on an image's path is its true label; with true labels the
     job also stores F1 and the other scores.
 
-    Example: cxrq score ../shared/data/fullres --model googlenet --prevalence 0.4
+    Each row carries P(PNEUMONIA) and the label; a model with a kind head adds P(VIRAL |
+    PNEUMONIA) and, for PNEUMONIA calls, the kind (BACTERIAL or VIRAL).
+
+    Example: cxrq score ../shared/data/fullres --model googlenet --prevalence 0.4 --explain
     """
     with friendly_errors():
-        _score(folder, model_ref, chunk_size, wait, prevalence=prevalence)
+        _score(folder, model_ref, chunk_size, wait, prevalence=prevalence, explain=explain)
 
 
 def _create_job(
@@ -58,6 +72,7 @@ def _create_job(
     evaluate: bool,
     prevalence: float | None = None,
     unreadable: list[tuple[str, str]] = (),
+    explain: bool = False,
 ) -> int:
     from db.queries import resolve_scorer
     from db.schema import Model
@@ -67,6 +82,8 @@ def _create_job(
 
     n_images = sum(len(c) for c in chunks)
     params = {"folder": str(folder), "chunk_size": chunk_size, "evaluate": evaluate}
+    if explain:
+        params["explain"] = True
     with session_scope() as s:
         scorer = resolve_scorer(s, model_ref)
         if isinstance(scorer, Model):
@@ -99,6 +116,7 @@ def _score(
     wait: bool,
     evaluate: bool = False,
     prevalence: float | None = None,
+    explain: bool = False,
 ) -> None:
     from training.data_files import label_from_path
     from worker import dispatch
@@ -121,7 +139,9 @@ def _score(
     queued = dispatch.is_queued()
     if queued:
         dispatch.check_broker()  # before any row exists: nothing half-written
-    job_id = _create_job(folder, model_ref, chunks, chunk_size, evaluate, prevalence, unreadable)
+    job_id = _create_job(
+        folder, model_ref, chunks, chunk_size, evaluate, prevalence, unreadable, explain
+    )
     if queued:
         enqueue(job_id, lambda: dispatch.submit(job_id, "score"))
         click.echo(f"queued {len(chunks)} chunks; follow with: cxrq status {job_id}")

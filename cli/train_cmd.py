@@ -105,6 +105,14 @@ from cli.progress import ProgressBar
     default=None,
     help="with --threshold sensitivity: share of PNEUMONIA to catch (preset: 0.95)",
 )
+@click.option(
+    "--kind-head",
+    type=click.Choice(["none", "two", "three"]),
+    default=None,
+    help="bacterial vs viral in the same network: none (binary), two (a second output, "
+    "P(VIRAL | PNEUMONIA)) or three (a normal/bacterial/viral softmax) (preset: seed none, "
+    "others two)",
+)
 @click.option("--name", default=None, help="model name (default: the arch)")
 @click.option("--wait/--no-wait", default=False, help="queued mode: follow the job to its end")
 def train(
