@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from cli.main import cli
-from db.schema import Job, Model, Prediction
+from db.schema import Heatmap, Job, Model, Prediction
 from db.session import session_scope
 from db.store import create_job
 from tests.conftest import REDIS_URL, add_model_row, make_xray
@@ -34,7 +34,10 @@ def _job(job_id: int) -> Job:
 def _rows(job_id: int) -> dict[str, tuple]:
     with session_scope() as s:
         rows = s.scalars(select(Prediction).where(Prediction.job_id == job_id)).all()
-    return {Path(r.path).name: (r.prob, r.label, r.true_label, r.error) for r in rows}
+    return {
+        Path(r.path).name: (r.prob, r.prob_viral, r.label, r.kind, r.true_label, r.error)
+        for r in rows
+    }
 
 
 def _job_id(output: str) -> int:
@@ -57,11 +60,14 @@ def test_two_workers_train_and_score_like_embedded(workers, tiny_dataset, tmp_pa
     )
     assert "queued" in out and "validation: F1" in out, out + workers.logs()
     folder = _labelled_folder(tmp_path / "scan")
-    out = run("score", folder, "--chunk-size", 3, "--wait")
+    out = run("score", folder, "--chunk-size", 3, "--explain", "--wait")
     queued_job = _job_id(out)
     assert "queued 7 chunks" in out and f"job {queued_job} succeeded" in out
     job = _job(queued_job)
     assert job.progress_done == job.progress_total == 21
+    with session_scope() as s:  # workers stored a map for every readable image
+        maps = s.scalars(select(Heatmap.path).where(Heatmap.job_id == queued_job)).all()
+    assert len(maps) == 20 and all("broken" not in p for p in maps)
 
     with session_scope() as s:  # the same model, scored in this process
         embedded = create_job(s, "score", {"folder": str(folder)})
@@ -70,9 +76,10 @@ def test_two_workers_train_and_score_like_embedded(workers, tiny_dataset, tmp_pa
     run_scoring_job(embedded_job, plan_chunks(folder, 5))  # makes the job's units
     queued_rows, embedded_rows = _rows(queued_job), _rows(embedded_job)
     assert queued_rows.keys() == embedded_rows.keys()
-    for name, (prob, *rest) in queued_rows.items():  # batch shapes differ: float noise only
-        assert rest == list(embedded_rows[name][1:])
+    for name, (prob, viral, *rest) in queued_rows.items():  # batch shapes differ: float noise
+        assert rest == list(embedded_rows[name][2:])
         assert prob == pytest.approx(embedded_rows[name][0], abs=1e-5)
+        assert viral == pytest.approx(embedded_rows[name][1], abs=1e-5) if viral else not rest[1]
     assert "score succeeded 21/21" in run("status", queued_job)
 
 
