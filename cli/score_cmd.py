@@ -11,6 +11,9 @@ from cli.follow import enqueue, exit_for, follow
 from cli.output import scores_line
 from cli.progress import ProgressBar
 
+# Maps for PNEUMONIA calls cost little beside scoring (BENCHMARKS.md, "Heatmaps"): on by default.
+DEFAULT_EXPLAIN = "pneumonia"
+
 
 @click.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
@@ -37,9 +40,14 @@ from cli.progress import ProgressBar
 )
 @click.option(
     "--explain",
-    is_flag=True,
-    help="also store a heatmap of where the model saw pneumonia, for every image "
-    "(`cxrq report heatmap JOB PATH -o out.png` draws it)",
+    type=click.Choice(["none", "pneumonia", "all"]),
+    is_flag=False,
+    flag_value="all",
+    default=DEFAULT_EXPLAIN,
+    show_default=True,
+    help="store a heatmap of where the model saw pneumonia: for every image (--explain alone "
+    "means all), for the images called PNEUMONIA, or none; `cxrq report heatmap JOB PATH -o "
+    "out.png` draws one",
 )
 @click.option("--wait/--no-wait", default=False, help="queued mode: follow the job to its end")
 def score(
@@ -47,7 +55,7 @@ def score(
     model_ref: str | None,
     chunk_size: int,
     prevalence: float | None,
-    explain: bool,
+    explain: str,
     wait: bool,
 ) -> None:
     """Score every .jpeg/.jpg/.png below FOLDER (recursively) and store a row per image.
@@ -72,7 +80,7 @@ def _create_job(
     evaluate: bool,
     prevalence: float | None = None,
     unreadable: list[tuple[str, str]] = (),
-    explain: bool = False,
+    explain: str = "none",
 ) -> int:
     from db.queries import resolve_scorer
     from db.schema import Model
@@ -82,8 +90,8 @@ def _create_job(
 
     n_images = sum(len(c) for c in chunks)
     params = {"folder": str(folder), "chunk_size": chunk_size, "evaluate": evaluate}
-    if explain:
-        params["explain"] = True
+    if explain != "none":
+        params["explain"] = explain
     with session_scope() as s:
         scorer = resolve_scorer(s, model_ref)
         if isinstance(scorer, Model):
@@ -116,7 +124,7 @@ def _score(
     wait: bool,
     evaluate: bool = False,
     prevalence: float | None = None,
-    explain: bool = False,
+    explain: str = "none",
 ) -> None:
     from training.data_files import label_from_path
     from worker import dispatch

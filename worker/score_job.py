@@ -54,16 +54,22 @@ def true_label(path: Path, folder: Path) -> str | None:
     return None if label is None else CLASSES_BY_INDEX[label]
 
 
-def _start_or_skip(job_id: int) -> tuple[Scorer, Path, bool] | None:
+EXPLAIN_MODES = ("none", "pneumonia", "all")  # which images get a heatmap
+
+
+def _start_or_skip(job_id: int) -> tuple[Scorer, Path, str] | None:
     """Mark the job running; None when it ended or a cancel was asked (`settle` closes it).
-    Returns (scorer, folder, whether heatmaps were asked for)."""
+    Returns (scorer, folder, which images get heatmaps: EXPLAIN_MODES)."""
     with session_scope() as s:
         job = get_job(s, job_id)
         if job.cancel_requested or job.state in FINAL_STATES:
             return None
         if job.state == "pending":
             job.state, job.started_at = "running", utcnow()
-        return scorer_of(job), Path(job.params["folder"]), bool(job.params.get("explain"))
+        explain = job.params.get("explain") or "none"
+        if explain is True:  # jobs queued before the modes existed
+            explain = "all"
+        return scorer_of(job), Path(job.params["folder"]), explain
 
 
 def _write_rows(
@@ -101,9 +107,14 @@ def score_unit(unit_id: int) -> int:
             return 0
         scorer, folder, explain = started
         truth = [true_label(Path(p), folder) for p in lease.paths]
-        answers = member_and_combined_probs(scorer, lease.paths, explain)
+        answers = member_and_combined_probs(scorer, lease.paths, explain != "none")
         rows = prediction_rows(lease.job_id, scorer, lease.paths, truth, answers)
         maps = heatmap_rows(lease.job_id, lease.paths, answers)
+        if explain == "pneumonia":  # maps of the images the job's answer calls PNEUMONIA
+            called = {
+                r["path"] for r in rows if r["scorer"] == scorer.key and r["label"] == "PNEUMONIA"
+            }
+            maps = [m for m in maps if m["path"] in called]
         _write_rows(lease.job_id, unit_id, scorer.key, rows, True, maps)
         return len(lease.paths)
 

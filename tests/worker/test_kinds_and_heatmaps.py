@@ -51,7 +51,9 @@ def test_rows_carry_p_viral_and_the_kind_of_pneumonia_calls(kind_model, tmp_path
     assert all((r.kind in ("BACTERIAL", "VIRAL")) == (r.label == "PNEUMONIA") for r in ok)
     assert [r.prob_viral for r in rows if r.error] == [None]
     assert evaluation.kind_n == 6 and 0 <= evaluation.kind_accuracy <= 1  # the named pneumonias
-    assert maps == []  # no --explain: no heatmaps
+    # By default, maps for the images called PNEUMONIA (and only them).
+    called = {r.path for r in ok if r.label == "PNEUMONIA"}
+    assert {m.path for m in maps} == called
     csv_rows = run("report", "predictions", job_id, "--format", "csv").splitlines()
     assert "prob_viral" in csv_rows[0] and "kind" in csv_rows[0].split(",")
     table = run("report", "predictions", job_id)
@@ -87,7 +89,7 @@ def test_explain_stores_a_map_per_image_and_draws_it_at_the_original_size(
 def test_heatmap_report_errors_are_one_line(kind_model, tmp_path) -> None:
     from tests.cli.test_commands import run as run_cli
 
-    job_id = _job_id(run("score", _scan(tmp_path / "scan"), "--model", "k"))
+    job_id = _job_id(run("score", _scan(tmp_path / "scan"), "--model", "k", "--explain", "none"))
     assert "--explain" in run_cli("report", "heatmap", job_id, "x.jpeg", ok=False)
     job_id = _job_id(run("score", _scan(tmp_path / "scan"), "--model", "k", "--explain"))
     assert "no heatmap" in run_cli("report", "heatmap", job_id, "nothing.jpeg", ok=False)
