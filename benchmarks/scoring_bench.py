@@ -59,6 +59,7 @@ def baseline(bundle, paths: list[str], db_url: str) -> tuple[float, list[float]]
     """The plain loop a first version would write."""
     from db.schema import Prediction
     from db.session import session_scope
+    from training.models import pneumonia_logit
     from training.preprocess import central_box
 
     tf = transforms.Compose(
@@ -77,7 +78,7 @@ def baseline(bundle, paths: list[str], db_url: str) -> tuple[float, list[float]]
             if bundle.crop < 1.0:  # the model's own input: the same central crop
                 img = img.crop(central_box(img.size, bundle.crop))
             x = tf(img).unsqueeze(0)
-            p = torch.sigmoid(bundle.model(x)).item()
+            p = torch.sigmoid(pneumonia_logit(bundle.model(x))).item()
             probs.append(p)
             s.add(
                 Prediction(
@@ -124,8 +125,9 @@ def _job(session) -> int:  # noqa: ANN001
     return create_job(session, "score", {"folder": "bench"}).id
 
 
-def fast(bundle, folder: Path, db_url: str) -> tuple[float, dict[str, float]]:  # noqa: ANN001
-    """cxrq's embedded scoring: plan chunks, score, upsert rows, close the job."""
+def fast(bundle, folder: Path, db_url: str, explain: str = "none"):  # noqa: ANN001, ANN201
+    """cxrq's embedded scoring: plan chunks, score, upsert rows (and heatmaps), close the job.
+    Returns (seconds, {path: P(PNEUMONIA)})."""
     from db.schema import Job, Prediction
     from db.session import session_scope
     from worker.score_job import run_scoring_job
@@ -133,7 +135,7 @@ def fast(bundle, folder: Path, db_url: str) -> tuple[float, dict[str, float]]:  
 
     with session_scope(db_url) as s:
         job = s.get(Job, _job(s))
-        job.model_id, job.params = 1, {"folder": str(folder)}
+        job.model_id, job.params = 1, {"folder": str(folder), "explain": explain}
         job_id = job.id
     start = time.perf_counter()
     chunks = plan_chunks(folder)
@@ -209,6 +211,7 @@ def main() -> None:
     parser.add_argument("--model-id", type=int, default=None, help="default: newest googlenet")
     parser.add_argument("--copies", type=int, default=7)
     parser.add_argument("--whole-process", action="store_true", help="also time whole commands")
+    parser.add_argument("--explain", action="store_true", help="also time scoring with heatmaps")
     parser.add_argument("--plain-loop", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain_loop:
@@ -242,8 +245,33 @@ def main() -> None:
         f"{n / t_fast:.0f} | {roc_auc(y, fast_list):.4f} |"
     )
     print(f"\nspeed-up {t_base / t_fast:.2f}x; labels agree on {agree:.2%} of images")
+    if args.explain:
+        explain_cost(bundle, folder, db_url, n)
     if args.whole_process:
         whole_process(folder, tmp, db_url)
+
+
+def explain_cost(bundle, folder: Path, db_url: str, n: int, rounds: int = 2) -> None:  # noqa: ANN001
+    """Scoring with heatmaps for the PNEUMONIA calls and for every image, against plain
+    scoring: interleaved rounds, best of each, so all three see the same machine."""
+    from db.schema import Heatmap
+    from db.session import session_scope
+
+    best = {mode: float("inf") for mode in ("none", "pneumonia", "all")}
+    for _ in range(rounds):
+        for mode in best:
+            best[mode] = min(best[mode], fast(bundle, folder, db_url, mode)[0])
+    with session_scope(db_url) as s:
+        maps = s.query(Heatmap).count()
+    print("\n| scoring 1,050 files | seconds (best of 2) | images/s | x plain |")
+    print("| --- | --- | --- | --- |")
+    names = {"none": "plain (no heatmaps)", "pneumonia": "heatmaps for PNEUMONIA calls",
+             "all": "heatmaps for every image"}  # fmt: skip
+    for mode, seconds in best.items():
+        print(
+            f"| {names[mode]} | {seconds:.1f} | {n / seconds:.0f} | {seconds / best['none']:.2f} |"
+        )
+    print(f"\n{maps} heatmap rows stored over {rounds} rounds of both modes")
 
 
 if __name__ == "__main__":

@@ -28,8 +28,12 @@ Box = tuple[int, int, int, int]
 # full-resolution upsampled map: a 6-megapixel X-ray would otherwise need a flood fill over
 # millions of pixels for a box that only has to be as precise as the grid's few cells.
 WORK_SIDE = 128
-# A pixel belongs to the hottest region from this fraction of the map's maximum.
+# A pixel belongs to the hottest region from this fraction of the map's maximum, and only if it
+# is also among the hottest HOT_AREA of the region's pixels: a diffuse map (a whole lung field
+# above half its peak) would otherwise box the whole image. 10% is also what the deletion check
+# (training.explain.deletion_drop) removes.
 HOT_FRACTION = 0.5
+HOT_AREA = 0.10
 # An overlay is drawn at full resolution in RGB: refuse files that would need gigabytes.
 MAX_OVERLAY_PIXELS = 64_000_000
 
@@ -97,8 +101,8 @@ def hottest_box(
 
     Definition: the grid is upsampled bilinearly (cell centres at half-cell offsets, as a model's
     own align_corners=False upsampling) over the crop region; the upsampled map is divided by
-    its maximum; the hottest region is the 4-connected set of pixels >= 0.5 of the maximum that
-    contains the maximum (the first in row-major order if several tie); the box is its bounding box
+    its maximum; the hottest region is the 4-connected set of pixels >= 0.5 of the maximum and
+    among the hottest 10% of the region's pixels that contains the maximum (the first in row-major order if several tie); the box is its bounding box
     offset by the crop region's left/top. The upsampling is done on a working grid of a whole
     number of pixels per cell (about 128 a side, or the region's own size where that is
     smaller), so cell borders fall on working pixels and a single hot cell's box is that cell;
@@ -118,7 +122,8 @@ def hottest_box(
     work_w, work_h = _work_size(height, width, region_w, region_h)
     heat = _upsample(values / peak, (work_w, work_h))
     seed = np.unravel_index(int(np.argmax(heat)), heat.shape)
-    ys, xs = _component(heat >= HOT_FRACTION * float(heat[seed]), (int(seed[0]), int(seed[1])))
+    cut = max(HOT_FRACTION * float(heat[seed]), float(np.quantile(heat, 1.0 - HOT_AREA)))
+    ys, xs = _component(heat >= cut, (int(seed[0]), int(seed[1])))
     x0, x1 = _to_region(min(xs), max(xs) + 1, work_w, region_w)
     y0, y1 = _to_region(min(ys), max(ys) + 1, work_h, region_h)
     return left + x0, top + y0, left + x1, top + y1

@@ -102,8 +102,8 @@ def test_non_square_image_and_grid() -> None:
     # 3 rows x 5 columns on a 500 x 240 image: cells are 100 x 80.
     box = hottest_box(one_hot(3, 5, 1, 3), 3, 5, (500, 240))
     assert box == (300, 80, 400, 160)
-    tall = hottest_box(one_hot(4, 2, 3, 0), 4, 2, (200, 1000))
-    assert tall == (0, 750, 100, 1000)
+    tall = hottest_box(one_hot(4, 3, 3, 0), 4, 3, (240, 1000))
+    assert tall == (0, 750, 80, 1000)
 
 
 def test_an_image_smaller_than_the_working_grid_is_exact() -> None:
@@ -113,8 +113,15 @@ def test_an_image_smaller_than_the_working_grid_is_exact() -> None:
 
 def test_only_the_maximums_region_is_boxed() -> None:
     grid = one_hot(4, 4, 0, 0, 1.0)
-    grid[3 * 4 + 3] = 0.9  # a second, separate hot spot below the maximum
+    grid[3 * 4 + 3] = 0.6  # a second, separate hot spot below the maximum
     assert hottest_box(grid, 4, 4, (400, 400)) == (0, 0, 100, 100)
+
+
+def test_a_diffuse_map_boxes_its_hottest_tenth_not_everything() -> None:
+    # Everything is above half the peak, yet the box keeps to the hottest 10% of the region.
+    grid = [0.6, 0.7, 0.6, 0.7, 0.8, 0.7, 0.6, 0.7, 1.0]
+    left, top, right, bottom = hottest_box(grid, 3, 3, (300, 300))
+    assert (right, bottom) == (300, 300) and 0 < (right - left) * (bottom - top) <= 0.15 * 300**2
 
 
 def test_adjacent_hot_cells_join_into_one_box() -> None:
@@ -144,7 +151,7 @@ def full_resolution_box(grid, height, width, size, crop):
     small = Image.frombytes("F", (width, height), (values / values.max()).tobytes())
     heat = np.asarray(small.resize((right - left, bottom - top), Image.Resampling.BILINEAR))
     seed = np.unravel_index(int(np.argmax(heat)), heat.shape)
-    mask = heat >= 0.5 * heat[seed]
+    mask = heat >= max(0.5 * heat[seed], np.quantile(heat, 0.9))
     seen, queue, ys, xs = {seed}, deque([seed]), [], []
     while queue:
         y, x = queue.popleft()
@@ -228,11 +235,12 @@ def test_overlay_of_a_grid_with_nothing_hot_is_the_xray(tmp_path: Path) -> None:
 
 def test_overlay_of_an_rgb_original(tmp_path: Path) -> None:
     src = tmp_path / "xray.jpg"
-    Image.new("RGB", (250, 180), (60, 60, 60)).save(src)
+    Image.new("RGB", (240, 180), (60, 60, 60)).save(src)
     out = tmp_path / "overlay.png"
-    assert render_overlay(src, one_hot(2, 2, 0, 1), 2, 2, 1.0, out) == (125, 0, 250, 90)
+    box = render_overlay(src, one_hot(4, 4, 0, 3), 4, 4, 1.0, out)
+    assert box == cell_box((0, 0, 240, 180), 4, 4, 0, 3)
     with Image.open(out) as img:
-        assert img.size == (250, 180) and img.mode == "RGB"
+        assert img.size == (240, 180) and img.mode == "RGB"
 
 
 def test_overlay_of_a_16_bit_png(tmp_path: Path) -> None:
