@@ -101,9 +101,10 @@ def hottest_box(
 
     Definition: the grid is upsampled bilinearly (cell centres at half-cell offsets, as a model's
     own align_corners=False upsampling) over the crop region; the upsampled map is divided by
-    its maximum; the hottest region is the 4-connected set of pixels >= 0.5 of the maximum and
-    among the hottest 10% of the region's pixels that contains the maximum (the first in row-major order if several tie); the box is its bounding box
-    offset by the crop region's left/top. The upsampling is done on a working grid of a whole
+    its maximum; the hottest region is the 4-connected set of pixels that are >= 0.5 of the
+    maximum and among the hottest 10% of the region's pixels, and that contains the maximum (the
+    first in row-major order if several tie); the box is its bounding box offset by the crop
+    region's left/top. The upsampling is done on a working grid of a whole
     number of pixels per cell (about 128 a side, or the region's own size where that is
     smaller), so cell borders fall on working pixels and a single hot cell's box is that cell;
     the box is then scaled to the region by pixel centres, within one working pixel of the
