@@ -28,6 +28,9 @@ COLUMNS = (
     "test spec",
     "test acc",
     "test AUC",
+    "val kind AUC",
+    "test kind AUC",
+    "test kind acc",
     "threshold",
     "train min",
     "command",
@@ -61,6 +64,7 @@ FLAGS = {
     "photometric": "--photometric",
     "label_smoothing": "--label-smoothing",
     "balance": "--balance",
+    "kind_head": "--kind-head",
 }
 
 

@@ -74,7 +74,8 @@ def test_a_key_the_preset_lacks_is_skipped(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def _row(**scores: float | None) -> dict:
-    keys = ("f1", "sensitivity", "specificity", "accuracy", "roc_auc", "threshold")
+    keys = ("f1", "sensitivity", "specificity", "accuracy", "roc_auc", "threshold", "kind_roc_auc")
+    keys += ("kind_accuracy",)
     row = {f"{split}_{k}": None for split in ("val", "test") for k in keys}
     return row | scores
 
@@ -82,15 +83,16 @@ def _row(**scores: float | None) -> dict:
 def test_every_line_has_validation_and_test_columns() -> None:
     header, rule = HEADER.split("\n")
     assert header.startswith("| model | preset | val F1 | val sens | val spec | val acc | val AUC")
-    assert "| test sens | test spec | test acc | test AUC | threshold |" in header
-    assert rule.count("---") == len(COLUMNS) == 14
+    assert "| test sens | test spec | test acc | test AUC | val kind AUC |" in header
+    assert "| test kind AUC | test kind acc | threshold |" in header
+    assert rule.count("---") == len(COLUMNS) == 17
     scores = {"val_f1": 0.91234, "val_roc_auc": None, "val_threshold": 0.5, "test_accuracy": 0.8}
     model = {"name": "cnn", "id": 3, "preset": "seed", "train_minutes": 1.25, **_row(**scores)}
     line = model_line(model, make_config("cnn", "seed").to_dict())
     cells = [c.strip() for c in line.split("|")[1:-1]]
     assert len(cells) == len(COLUMNS)
     assert cells[:9] == ["cnn (model 3)", "seed", "0.9123", "-", "-", "-", "-", "-", "-"]
-    assert cells[9:13] == ["0.8000", "-", "0.5000", "1.2"]
+    assert cells[9:16] == ["0.8000", "-", "-", "-", "-", "0.5000", "1.2"]
     ensemble = {
         "name": "duo",
         "method": "vote",
