@@ -270,6 +270,14 @@ def heatmap_report(
         select(Heatmap).where(Heatmap.job_id == job.id, Heatmap.scorer == key)
     ).all()
     if not found:
+        others = session.scalars(
+            select(Heatmap.scorer).where(Heatmap.job_id == job.id).distinct()
+        ).all()
+        if others:  # an ensemble whose members see different crops has only its members' maps
+            raise NotFoundError(
+                f"job {job.id} stored no heatmaps for {key}, only for {', '.join(sorted(others))}; "
+                "pass --scorer"
+            )
         raise NotFoundError(
             f"job {job.id} stored no heatmaps for {key}; score with `cxrq score FOLDER --explain`"
         )
