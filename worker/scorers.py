@@ -137,12 +137,11 @@ def _ensemble_maps(answers: Answers, scorer: Scorer, bundles: list) -> None:
 def combine_viral(viral: torch.Tensor, weights: list[float]) -> torch.Tensor:
     """An ensemble's P(VIRAL | PNEUMONIA): its members' weighted mean, over the members that
     answer it (a kind head), each weighted as the ensemble weighs it (negative weights count
-    as 0; all zero: a plain mean). NaN where no member answers."""
-    w = torch.tensor(weights, dtype=torch.float64).clamp(min=0).view(-1, 1)
-    answered = torch.isfinite(viral)
-    if float(w.sum()) == 0:
-        w = torch.ones_like(w)
-    w = w * answered
+    as 0; where every member that answers weighs 0, their plain mean). NaN where no member
+    answers."""
+    answered = torch.isfinite(viral).double()
+    w = torch.tensor(weights, dtype=torch.float64).clamp(min=0).view(-1, 1) * answered
+    w = torch.where(w.sum(0) > 0, w, answered)
     total = w.sum(0)
     mean = (w * torch.nan_to_num(viral)).sum(0) / total.clamp(min=1e-12)
     return torch.where(total > 0, mean, torch.full_like(mean, float("nan")))
