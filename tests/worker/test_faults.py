@@ -227,6 +227,9 @@ def test_an_interrupted_embedded_job_ends(sig, tiny_dataset, shared_data, tmp_pa
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # As from a terminal: a suite started in the background (`make test &`) inherits SIGINT
+        # ignored, and Python then never turns Ctrl-C into KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     db = env["CXRQ_DATABASE_URL"]
     wait_for(lambda: _embedded_job(db)[1] > 0, 120, "scoring to start", lambda: "")
