@@ -217,9 +217,7 @@ def test_an_interrupted_embedded_job_ends(sig, tiny_dataset, shared_data, tmp_pa
     cxrq = [sys.executable, "-c", "from cli.main import cli; cli()"]
     train = [*cxrq, "train", "--arch", "cnn", "--data", str(tiny_dataset), "--epochs", "1"]
     subprocess.run([*train, "--img-size", "32"], cwd=ROOT, env=env, check=True)
-    # 900 images in chunks of 10: the job must still be running when the signal lands (300
-    # scored in under a second on a quiet machine, which a 0.25 s poll could miss).
-    folder = _thousand_images(shared_data, tmp_path / "many", copies=6)
+    folder = _thousand_images(shared_data, tmp_path / "many", copies=2)
     score = subprocess.Popen(
         [*cxrq, "score", str(folder), "--model", "cnn", "--chunk-size", "10"],
         cwd=ROOT,
@@ -243,7 +241,7 @@ def test_an_interrupted_embedded_job_ends(sig, tiny_dataset, shared_data, tmp_pa
         )
         assert "failed" in status.stdout and "process running it stopped" in status.stdout
     state, done = _embedded_job(db)
-    assert state == ("cancelled" if sig == signal.SIGINT else "failed") and 0 < done < 900
+    assert state == ("cancelled" if sig == signal.SIGINT else "failed") and 0 < done < 300
 
 
 def _embedded_job(url: str) -> tuple[str, int]:
