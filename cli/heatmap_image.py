@@ -5,7 +5,7 @@ A heatmap is a small h x w grid (2..16 a side) covering exactly what the model s
 the image's own resolution:
 
     grid = decode_grid(row.grid_bytes, row.height, row.width)
-    box = hottest_box(grid, h, w, Image.open(path).size, crop)      # (left, top, right, bottom)
+    box = hottest_box(grid, h, w, image_size(path), crop)           # (left, top, right, bottom)
     box = render_overlay(path, grid, h, w, crop, "overlay.png")     # the same box, drawn
 
 Only PIL and numpy are imported here; `training.preprocess` (which imports torch) is imported
@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 import struct
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
@@ -227,22 +229,34 @@ def _to_region(start: int, stop: int, work: int, region: int) -> tuple[int, int]
     return first, min(max(end, first + 1), region)
 
 
+def image_size(image_path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of the original, read from its header; errors as `render_overlay`'s."""
+    with _opened(image_path) as img:
+        return img.size
+
+
 def _open_rgb(image_path: str | os.PathLike) -> Image.Image:
     """The original as RGB at its own size; high-bit images scaled to 8 bits like the model's
     input. No EXIF rotation: the model saw the pixels as stored, so the heatmap is in them."""
+    with _opened(image_path) as img:
+        w, h = img.size
+        if w * h > MAX_OVERLAY_PIXELS:
+            raise HeatmapImageError(
+                f"image too large for an overlay: {w} x {h} pixels, limit {MAX_OVERLAY_PIXELS:,}"
+            )
+        if img.mode in ("I", "F") or img.mode.startswith("I;"):
+            from training.preprocess import to_8bit  # imports torch: only when needed
+
+            return to_8bit(img).convert("RGB")
+        return img.convert("RGB")
+
+
+@contextmanager
+def _opened(image_path: str | os.PathLike) -> Iterator[Image.Image]:
+    """The image, open; a file that cannot be read or decoded is one HeatmapImageError line."""
     try:
         with Image.open(image_path) as img:
-            w, h = img.size
-            if w * h > MAX_OVERLAY_PIXELS:
-                raise HeatmapImageError(
-                    f"image too large for an overlay: {w} x {h} pixels, "
-                    f"limit {MAX_OVERLAY_PIXELS:,}"
-                )
-            if img.mode in ("I", "F") or img.mode.startswith("I;"):
-                from training.preprocess import to_8bit  # imports torch: only when needed
-
-                return to_8bit(img).convert("RGB")
-            return img.convert("RGB")
+            yield img
     except FileNotFoundError:
         raise HeatmapImageError(f"image not found: {os.fspath(image_path)}") from None
     except UnidentifiedImageError:
@@ -289,5 +303,6 @@ __all__ = [
     "crop_region",
     "decode_grid",
     "hottest_box",
+    "image_size",
     "render_overlay",
 ]

@@ -8,18 +8,9 @@ import click
 
 from cli.errors import friendly_errors
 from cli.output import emit, format_option
+from db.columns import COUNTS, KIND_COLUMNS
+from db.columns import RATES as SCORES
 
-SCORES = ("f1", "precision", "sensitivity", "specificity", "accuracy", "roc_auc")
-COUNTS = ("tp", "fp", "tn", "fn", "threshold", "n")
-# Bacterial vs viral over the PNEUMONIA images of known kind, VIRAL positive.
-KIND_SCORES = (
-    "kind_accuracy",
-    "kind_sensitivity",
-    "kind_specificity",
-    "kind_roc_auc",
-    "kind_threshold",
-    "kind_n",
-)
 # The table shows validation and the external test/ split side by side; to stay readable it
 # leaves out precision (and test F1), which CSV and JSON carry with every count.
 SIDE_BY_SIDE = (
@@ -37,7 +28,7 @@ SIDE_BY_SIDE = (
     "test_kind_accuracy",
 )
 ALL_SCORES = tuple(
-    f"{split}_{k}" for split in ("val", "test") for k in (*SCORES, *COUNTS, *KIND_SCORES)
+    f"{split}_{k}" for split in ("val", "test") for k in (*SCORES, *COUNTS, *KIND_COLUMNS)
 )
 MODEL_KEYS = ("id", "name", "arch", "preset", "img_size", "epochs")
 MODEL_COLUMNS = (*MODEL_KEYS, *SIDE_BY_SIDE, "train_minutes")
@@ -243,22 +234,11 @@ def _heatmap(job_ref: str, path: str, scorer: str | None, output: Path | None) -
     wanted = str(absolute.resolve()) if absolute.exists() else path
     row = _rows("heatmap_report", job_ref, wanted, scorer)[0]
     grid = hm.decode_grid(row.pop("grid"), row["height"], row["width"])
+    shape, path, crop = (row["height"], row["width"]), row["path"], row["crop"]
     if output is not None:
-        box = hm.render_overlay(row["path"], grid, row["height"], row["width"], row["crop"], output)
+        box = hm.render_overlay(path, grid, *shape, crop, output)
     else:
-        box = hm.hottest_box(grid, row["height"], row["width"], _size(row["path"]), row["crop"])
+        box = hm.hottest_box(grid, *shape, hm.image_size(path), crop)
     row["box"] = list(box) if box else None
     row["grid"] = [round(v, 4) for v in grid]
     return row
-
-
-def _size(path: str) -> tuple[int, int]:
-    from PIL import Image
-
-    from cli.heatmap_image import HeatmapImageError
-
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except OSError as exc:
-        raise HeatmapImageError(f"cannot open {path}: {exc}") from None

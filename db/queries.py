@@ -11,8 +11,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from db.columns import KIND_COLUMNS, SCORE_COLUMNS
 from db.schema import Ensemble, Evaluation, Heatmap, Job, Model, Prediction, scorer_key
-from db.store import KIND_COLUMNS, SCORE_COLUMNS, NotFoundError, get_job
+from db.store import NotFoundError, get_job
 
 
 def _latest(
@@ -259,6 +260,23 @@ def answering_scorer(job: Job) -> str:
     return scorer_key(job.model_id)
 
 
+def _no_heatmap(session: Session, job_id: int, key: str, path: str) -> None:
+    """Raise the one-line reason a job has no map for path: none for this scorer at all, only
+    its members' (an ensemble whose members see different crops), or none for this image."""
+    scorers = session.scalars(select(Heatmap.scorer).where(Heatmap.job_id == job_id).distinct())
+    scorers = sorted(scorers)
+    if key in scorers:
+        raise NotFoundError(f"no heatmap in job {job_id} for {path!r}; give the image's full path")
+    if scorers:
+        raise NotFoundError(
+            f"job {job_id} stored no heatmaps for {key}, only for {', '.join(scorers)}; "
+            "pass --scorer"
+        )
+    raise NotFoundError(
+        f"job {job_id} stored no heatmaps for {key}; score with `cxrq score FOLDER --explain`"
+    )
+
+
 def heatmap_report(
     session: Session, ref: str, path: str, scorer: str | None = None
 ) -> dict[str, Any]:
@@ -266,26 +284,18 @@ def heatmap_report(
     `path` is the stored (absolute) path, or a unique ending of one (e.g. the file name)."""
     job = resolve_job(session, ref)
     key = scorer or answering_scorer(job)
-    found = session.scalars(
-        select(Heatmap).where(Heatmap.job_id == job.id, Heatmap.scorer == key)
-    ).all()
-    if not found:
-        others = session.scalars(
-            select(Heatmap.scorer).where(Heatmap.job_id == job.id).distinct()
-        ).all()
-        if others:  # an ensemble whose members see different crops has only its members' maps
-            raise NotFoundError(
-                f"job {job.id} stored no heatmaps for {key}, only for {', '.join(sorted(others))}; "
-                "pass --scorer"
-            )
+    mine = select(Heatmap).where(Heatmap.job_id == job.id, Heatmap.scorer == key)
+    # Only the matching rows are read: a large job holds a map for every image.
+    matches = session.scalars(mine.where(Heatmap.path == path)).all()
+    if not matches:
+        ending = "/" + path.lstrip("/")
+        matches = session.scalars(mine.where(Heatmap.path.endswith(ending, autoescape=True))).all()
+    if not matches:
+        _no_heatmap(session, job.id, key, path)
+    if len(matches) > 1:
         raise NotFoundError(
-            f"job {job.id} stored no heatmaps for {key}; score with `cxrq score FOLDER --explain`"
+            f"{len(matches)} heatmaps in job {job.id} for {path!r}; give the image's full path"
         )
-    exact = [h for h in found if h.path == path]
-    matches = exact or [h for h in found if h.path.endswith("/" + path.lstrip("/"))]
-    if len(matches) != 1:
-        what = "no heatmap" if not matches else f"{len(matches)} heatmaps"
-        raise NotFoundError(f"{what} in job {job.id} for {path!r}; give the image's full path")
     h = matches[0]
     prediction = session.scalars(
         select(Prediction).where(

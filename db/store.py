@@ -10,32 +10,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from db.columns import KIND_COLUMNS, SCORE_COLUMNS
 from db.schema import FINAL_STATES, Evaluation, Heatmap, Job, Model, Prediction, utcnow
 from db.session import session_scope
-
-SCORE_COLUMNS = (
-    "f1",
-    "precision",
-    "sensitivity",
-    "specificity",
-    "accuracy",
-    "roc_auc",
-    "tp",
-    "fp",
-    "tn",
-    "fn",
-    "threshold",
-    "n",
-)
-# Bacterial vs viral (training.metrics.kind_scores): stored when the scores carry them.
-KIND_COLUMNS = (
-    "kind_accuracy",
-    "kind_sensitivity",
-    "kind_specificity",
-    "kind_roc_auc",
-    "kind_threshold",
-    "kind_n",
-)
 
 
 class NotFoundError(LookupError):

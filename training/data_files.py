@@ -57,6 +57,14 @@ def pneumonia_kind(path: str | Path) -> str | None:
     return m.group(1).lower() if m else None
 
 
+KIND_CODES = {"bacteria": 0, "virus": 1}  # -1: not a pneumonia of known kind
+
+
+def kind_code(path: str | Path, label: int) -> int:
+    """0 bacterial, 1 viral for a PNEUMONIA image (label 1) whose name gives its kind; else -1."""
+    return KIND_CODES.get(pneumonia_kind(path), -1) if label == 1 else -1
+
+
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 

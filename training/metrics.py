@@ -141,7 +141,6 @@ KIND_SCORE_KEYS = (
     "kind_threshold",
     "kind_n",
 )
-KIND_CODES = {"bacteria": 0, "virus": 1}  # -1: not a pneumonia of known kind
 KIND_LABELS = ("BACTERIAL", "VIRAL")
 
 

@@ -28,10 +28,10 @@ from training.augment import (
 )
 from training.checkpoint import ModelBundle
 from training.config import TrainConfig
-from training.data_files import LabeledImage, find_splits, fingerprint, pneumonia_kind
+from training.data_files import LabeledImage, find_splits, fingerprint, kind_code
 from training.ensemble import balanced_threshold, sensitivity_threshold
 from training.inference import predict_outputs
-from training.metrics import KIND_CODES, binary_scores, kind_scores, roc_auc
+from training.metrics import binary_scores, kind_scores, roc_auc
 from training.models import create_model, normalizer_for, split_logits
 from training.preprocess import Normalizer, decode_many
 from training.splits import patient_split
@@ -85,15 +85,9 @@ class Tensors:
         decoded = decode_many([i.path for i in items], size, equalize_mode=equalize, crop=crop)
         kept = [items[i] for i in decoded.ok_index]
         labels = torch.tensor([i.label for i in kept], dtype=torch.long)
-        kinds = torch.tensor([kind_code(i) for i in kept], dtype=torch.long)
+        kinds = torch.tensor([kind_code(i.path, i.label) for i in kept], dtype=torch.long)
         dropped = [f"{items[i].path}: {msg}" for i, msg in decoded.errors.items()]
         return cls(decoded.tensor, labels, dropped, kinds)
-
-
-def kind_code(item: LabeledImage) -> int:
-    """0 bacterial, 1 viral (from a PNEUMONIA file's name), -1 otherwise."""
-    kind = pneumonia_kind(item.path) if item.label == 1 else None
-    return KIND_CODES.get(kind, -1)
 
 
 @dataclass
@@ -285,18 +279,6 @@ def _evaluate(model: nn.Module, data: Tensors, bundle: ModelBundle, config: Trai
     return scores
 
 
-def _kind_threshold(
-    model: nn.Module, tune: Tensors | None, normalizer: Normalizer, config: TrainConfig
-) -> float:
-    """The cut on P(VIRAL | PNEUMONIA) balancing viral and bacterial recall on the tuning
-    split's pneumonias of known kind; 0.5 without a tuning split or without a kind head."""
-    if config.kind_head == "none" or tune is None or not bool((tune.kinds >= 0).any()):
-        return 0.5
-    _, viral = _finite_outputs(model, tune, normalizer, config, "on the tuning split")
-    known = tune.kinds >= 0
-    return balanced_threshold(tune.kinds[known], viral[known])
-
-
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     return kind(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -354,19 +336,29 @@ def train_prior(config: TrainConfig, labels: torch.Tensor) -> float:
     return float(labels.float().mean())
 
 
-def _choose_threshold(
+def _choose_thresholds(
     config: TrainConfig, model: nn.Module, tune: Tensors | None, normalizer: Normalizer
-) -> float:
-    if config.threshold not in ("balanced", "sensitivity"):
-        return float(config.threshold)
-    if tune is None:
+) -> tuple[float, float]:
+    """(the decision threshold, the kind threshold), from one pass over the tuning split.
+
+    The kind threshold balances viral and bacterial recall on the tuning split's pneumonias of
+    known kind; 0.5 without a tuning split or without a kind head."""
+    by_rule = config.threshold in ("balanced", "sensitivity")
+    if by_rule and tune is None:
         raise TrainingDataError(
             f'threshold "{config.threshold}" needs a tuning split (tune_fraction > 0)'
         )
-    prob = _finite_proba(model, tune, normalizer, config, "on the tuning split")
+    known = tune.kinds >= 0 if tune is not None else None
+    by_kind = config.kind_head != "none" and known is not None and bool(known.any())
+    if not (by_rule or by_kind):
+        return float(config.threshold), 0.5
+    prob, viral = _finite_outputs(model, tune, normalizer, config, "on the tuning split")
+    kind_cut = balanced_threshold(tune.kinds[known], viral[known]) if by_kind else 0.5
+    if not by_rule:
+        return float(config.threshold), kind_cut
     if config.threshold == "sensitivity":
-        return sensitivity_threshold(tune.labels, prob, config.target_sensitivity)
-    return balanced_threshold(tune.labels, prob)
+        return sensitivity_threshold(tune.labels, prob, config.target_sensitivity), kind_cut
+    return balanced_threshold(tune.labels, prob), kind_cut
 
 
 def fit(
@@ -418,7 +410,7 @@ def fit(
     if best is not None:
         model.load_state_dict(best[2])
     model = model.cpu().eval()
-    threshold = _choose_threshold(config, model, data.tune, norm)
+    threshold, kind_threshold = _choose_thresholds(config, model, data.tune, norm)
     bundle = ModelBundle(
         model,
         config.arch,
@@ -430,7 +422,7 @@ def fit(
         crop=config.crop,
         train_prior=train_prior(config, data.train.labels),
         kind_head=config.kind_head,
-        kind_threshold=_kind_threshold(model, data.tune, norm, config),
+        kind_threshold=kind_threshold,
     )
     val_scores = _evaluate(model, data.val, bundle, config)
     test_scores = None

@@ -17,12 +17,12 @@ from db.schema import Ensemble, Model, utcnow
 from db.session import session_scope
 from db.store import save_evaluation
 from training.config import TrainConfig
-from training.data_files import LabeledImage, find_splits
+from training.data_files import LabeledImage, find_splits, kind_code
 from training.ensemble import combine
 from training.ensemble_fit import cross_fitted, fit_stack
 from training.inference import score_files_multi
 from training.metrics import binary_scores, kind_scores
-from training.train_loop import choose_validation, kind_code
+from training.train_loop import choose_validation
 from worker.model_cache import load_bundle
 from worker.scorers import Scorer, combine_viral, ensemble_kind_threshold, ensemble_scorer
 
@@ -72,7 +72,7 @@ def member_probabilities(model_ids: list[int], items: list[LabeledImage]) -> Mem
         [items[p].patient for p in keep],
         [b.threshold for b in bundles],
         scored.viral[:, keep],
-        torch.tensor([kind_code(items[p]) for p in keep], dtype=torch.long),
+        torch.tensor([kind_code(items[p].path, items[p].label) for p in keep], dtype=torch.long),
         [None if b.kind_head == "none" else b.kind_threshold for b in bundles],
     )
 

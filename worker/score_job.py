@@ -27,8 +27,8 @@ from db.store import (
     upsert_heatmaps,
     upsert_predictions,
 )
-from training.data_files import label_from_path, pneumonia_kind
-from training.metrics import KIND_CODES, binary_scores, kind_scores
+from training.data_files import kind_code, label_from_path
+from training.metrics import binary_scores, kind_scores
 from worker.lease import hold
 from worker.progress import ProgressFn
 from worker.scorers import (
@@ -54,22 +54,17 @@ def true_label(path: Path, folder: Path) -> str | None:
     return None if label is None else CLASSES_BY_INDEX[label]
 
 
-EXPLAIN_MODES = ("none", "pneumonia", "all")  # which images get a heatmap
-
-
 def _start_or_skip(job_id: int) -> tuple[Scorer, Path, str] | None:
     """Mark the job running; None when it ended or a cancel was asked (`settle` closes it).
-    Returns (scorer, folder, which images get heatmaps: EXPLAIN_MODES)."""
+    Returns (scorer, folder, which images get heatmaps: none, pneumonia (the PNEUMONIA calls)
+    or all)."""
     with session_scope() as s:
         job = get_job(s, job_id)
         if job.cancel_requested or job.state in FINAL_STATES:
             return None
         if job.state == "pending":
             job.state, job.started_at = "running", utcnow()
-        explain = job.params.get("explain") or "none"
-        if explain is True:  # jobs queued before the modes existed
-            explain = "all"
-        return scorer_of(job), Path(job.params["folder"]), explain
+        return scorer_of(job), Path(job.params["folder"]), job.params.get("explain", "none")
 
 
 def _write_rows(
@@ -171,16 +166,12 @@ def _evaluate(s, job: Job, key: str, ids: dict[str, int]) -> dict[str, Any] | No
 def _kind_scores(s, rows: list, scorer: Scorer, ids: dict[str, int]) -> dict[str, Any]:  # noqa: ANN001
     """Bacterial vs viral over the PNEUMONIA images whose file name gives the kind (the
     Kermany naming), when the scorer answered P(VIRAL | PNEUMONIA); else nothing."""
-    known = [
-        (KIND_CODES[kind], r.prob_viral)
-        for r in rows
-        if r.true_label == "PNEUMONIA"
-        and r.prob_viral is not None
-        and (kind := pneumonia_kind(r.path)) is not None
-    ]
+    codes = [(kind_code(r.path, int(r.true_label == "PNEUMONIA")), r.prob_viral) for r in rows]
+    known = [(code, p) for code, p in codes if code >= 0 and p is not None]
     if not known:
         return {}
-    cut = stored_kind_threshold(scorer if "ensemble_id" in ids else Scorer([ids["model_id"]]))
+    own = scorer if "ensemble_id" in ids else Scorer([ids["model_id"]])
+    cut = stored_kind_threshold(s, own)
     return kind_scores([k for k, _ in known], [p for _, p in known], cut)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from sqlalchemy.orm import Session
 
 from db.schema import CLASSES_BY_INDEX, Ensemble, Job, Model, scorer_key
 from db.session import session_scope
@@ -113,7 +114,9 @@ def _member_maps(
 
 
 def map_method(layer: str) -> str:
-    return "input gradient" if layer == "input" else f"grad-cam {layer}"
+    from training.explain import INPUT
+
+    return "input gradient" if layer == INPUT else f"grad-cam {layer}"
 
 
 def _ensemble_maps(answers: Answers, scorer: Scorer, bundles: list) -> None:
@@ -162,10 +165,9 @@ def kind_threshold_of(model: Model) -> float | None:
     return float(model.data.get("kind_threshold", 0.5))
 
 
-def stored_kind_threshold(scorer: Scorer) -> float:
+def stored_kind_threshold(session: Session, scorer: Scorer) -> float:
     """The kind threshold the scorer's rows were decided at, from the stored models."""
-    with session_scope() as s:
-        cuts = [kind_threshold_of(s.get(Model, m)) for m in scorer.model_ids]
+    cuts = [kind_threshold_of(session.get(Model, m)) for m in scorer.model_ids]
     if scorer.ensemble_id is None:
         return cuts[0] if cuts[0] is not None else 0.5
     return ensemble_kind_threshold(cuts, scorer.weights)

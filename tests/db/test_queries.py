@@ -1,9 +1,10 @@
 """The report rows carry the external test/ scores as flat test_* keys beside val_*."""
 
+from db.columns import SCORE_COLUMNS
 from db.queries import ensembles_report, models_report, resolve_model
 from db.schema import Ensemble
 from db.session import session_scope
-from db.store import SCORE_COLUMNS, save_evaluation
+from db.store import save_evaluation
 from tests.db.test_store import _scores, add_model
 
 TEST_KEYS = {f"test_{k}" for k in SCORE_COLUMNS}

@@ -1,0 +1,20 @@
+"""The score columns an evaluation stores, named once for db.store, db.queries and the CLI's
+reports. Plain tuples in a module of their own: the CLI reads them without importing
+SQLAlchemy, so `cxrq --help` stays instant. (training.metrics names the same keys for the
+dicts it returns; training never imports db.)"""
+
+from __future__ import annotations
+
+RATES = ("f1", "precision", "sensitivity", "specificity", "accuracy", "roc_auc")
+COUNTS = ("tp", "fp", "tn", "fn", "threshold", "n")
+SCORE_COLUMNS = (*RATES, *COUNTS)
+# Bacterial vs viral over the PNEUMONIA images of known kind, VIRAL positive
+# (training.metrics.kind_scores); stored when the scores carry them.
+KIND_COLUMNS = (
+    "kind_accuracy",
+    "kind_sensitivity",
+    "kind_specificity",
+    "kind_roc_auc",
+    "kind_threshold",
+    "kind_n",
+)
