@@ -8,7 +8,7 @@ import click
 
 from cli.errors import friendly_errors
 from cli.output import emit, format_option
-from db.columns import COUNTS, KIND_COLUMNS
+from db.columns import COUNTS, KIND_COLUMNS, REVIEW_COLUMNS, REVIEW_REASONS
 from db.columns import RATES as SCORES
 
 # The table shows validation and the external test/ split side by side; to stay readable it
@@ -55,6 +55,19 @@ PREDICTION_COLUMNS = (
     "path",
     "error",
 )
+REVIEW_TABLE = (
+    "review_reasons",
+    "review_score",
+    "ood_score",
+    "anomaly_score",
+    "confidence",
+    "disagreement",
+    "scorer",
+    "prob_pneumonia",
+    "label",
+    "true_label",
+    "path",
+)
 PREDICTION_CSV = (
     "job_id",
     "scorer",
@@ -68,6 +81,7 @@ PREDICTION_CSV = (
     "kind",
     "true_label",
     "error",
+    *REVIEW_COLUMNS,
 )
 
 
@@ -168,21 +182,44 @@ def report_job(job_ref: str, fmt: str) -> None:
     for key in (*JOB_COLUMNS, "finished_at", "predictions", "errors", "params", "error"):
         if job.get(key) is not None:
             click.echo(f"{key:12} {job[key]}")
+    if job.get("review"):
+        click.echo(f"{'review':12} {review_line(job['review'])}")
     if job["evaluations"]:
         click.echo("")
         emit(job["evaluations"], fmt, EVAL_COLUMNS[1:])
 
 
+def review_line(review: dict) -> str:
+    """'23 of 300 flagged (not-cxr 2, low-confidence 21); coverage 0.923; accuracy 0.971
+    unflagged (277 labelled), 0.893 all'."""
+    why = ", ".join(f"{r} {review[r]}" for r in REVIEW_REASONS if review[r])
+    line = f"{review['flagged']} of {review['scored']} flagged"
+    line += f" ({why})" if why else ""
+    line += f"; coverage {review['coverage']:.3f}"
+    if review["accuracy_unflagged"] is not None:
+        line += (
+            f"; accuracy {review['accuracy_unflagged']:.3f} unflagged "
+            f"({review['labelled_unflagged']} labelled), {review['accuracy_all']:.3f} all"
+        )
+    return line
+
+
 @report.command("predictions")
 @click.argument("job_ref")
+@click.option(
+    "--review",
+    is_flag=True,
+    help="only the calls flagged for a person (not-cxr, anomaly, low-confidence), worst first",
+)
 @format_option
-def report_predictions(job_ref: str, fmt: str) -> None:
+def report_predictions(job_ref: str, review: bool, fmt: str) -> None:
     """The prediction rows of a scoring job (an id, or 'latest').
 
     Example: cxrq report predictions 7 --format csv
     """
     with friendly_errors():
-        emit(_rows("predictions_report", job_ref), fmt, PREDICTION_COLUMNS, PREDICTION_CSV)
+        rows = _rows("predictions_report", job_ref, review)
+        emit(rows, fmt, REVIEW_TABLE if review else PREDICTION_COLUMNS, PREDICTION_CSV)
 
 
 HEATMAP_KEYS = ("job_id", "scorer", "path", "method", "prob_pneumonia", "label", "kind", "box")

@@ -18,3 +18,14 @@ KIND_COLUMNS = (
     "kind_threshold",
     "kind_n",
 )
+# When not to trust a call (training.review), on each prediction row.
+REVIEW_COLUMNS = (
+    "ood_score",
+    "anomaly_score",
+    "confidence",
+    "disagreement",
+    "review_score",
+    "review",
+    "review_reasons",
+)
+REVIEW_REASONS = ("not-cxr", "anomaly", "low-confidence")  # training.review.REASONS

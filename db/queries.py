@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.columns import KIND_COLUMNS, SCORE_COLUMNS
+from db.columns import KIND_COLUMNS, REVIEW_COLUMNS, REVIEW_REASONS, SCORE_COLUMNS
 from db.schema import Ensemble, Evaluation, Heatmap, Job, Model, Prediction, scorer_key
 from db.store import NotFoundError, get_job
 
@@ -211,11 +211,48 @@ def job_report(session: Session, ref: str) -> dict[str, Any]:
         select(Evaluation).where(Evaluation.job_id == job.id).order_by(Evaluation.id)
     ).all()
     counts = prediction_counts(session, job.id)
+    review = review_summary(session, job) if job.kind == "score" else None
     return {
         **job_row(job),
         "params": job.params,
         **counts,
+        "review": review,
         "evaluations": [evaluation_row(e) for e in evaluations],
+    }
+
+
+def review_summary(session: Session, job: Job) -> dict[str, Any] | None:
+    """How many of the answering scorer's calls were flagged and why, the coverage (the share
+    of scored images not flagged), and accuracy over the labelled images, on all of them and
+    on those not flagged. None when its rows carry no review (a model fitted before it)."""
+    rows = session.execute(
+        select(
+            Prediction.review, Prediction.review_reasons, Prediction.label, Prediction.true_label
+        ).where(
+            Prediction.job_id == job.id,
+            Prediction.scorer == answering_scorer(job),
+            Prediction.review.is_not(None),
+        )
+    ).all()
+    if not rows:
+        return None
+    kept = [r for r in rows if not r.review]
+    reasons = [(r.review_reasons or "").split(",") for r in rows if r.review]
+
+    def accuracy(part: list) -> float | None:
+        labelled = [r for r in part if r.true_label is not None]
+        if not labelled:
+            return None
+        return sum(r.label == r.true_label for r in labelled) / len(labelled)
+
+    return {
+        "scored": len(rows),
+        "flagged": len(rows) - len(kept),
+        **{why: sum(why in r for r in reasons) for why in REVIEW_REASONS},
+        "coverage": len(kept) / len(rows),
+        "accuracy_all": accuracy(rows),
+        "accuracy_unflagged": accuracy(kept),
+        "labelled_unflagged": sum(r.true_label is not None for r in kept),
     }
 
 
@@ -224,15 +261,25 @@ def prediction_counts(session: Session, job_id: int) -> dict[str, int]:
     return {"predictions": len(errors), "errors": sum(e is not None for e in errors)}
 
 
-def predictions_report(session: Session, ref: str) -> list[dict[str, Any]]:
+def predictions_report(
+    session: Session, ref: str, review_only: bool = False
+) -> list[dict[str, Any]]:
+    """A job's prediction rows by path; review_only: the flagged calls of the job's answering
+    scorer (an ensemble's own, not its members'), worst first."""
     job = resolve_job(session, ref)
-    rows = session.execute(
+    query = (
         select(Prediction, func.coalesce(Model.name, Ensemble.name))
         .outerjoin(Model, Model.id == Prediction.model_id)
         .outerjoin(Ensemble, Ensemble.id == Prediction.ensemble_id)
         .where(Prediction.job_id == job.id)
-        .order_by(Prediction.path, Prediction.scorer)
-    ).all()
+    )
+    if review_only:
+        query = query.where(
+            Prediction.review.is_(True), Prediction.scorer == answering_scorer(job)
+        ).order_by(Prediction.review_score.desc(), Prediction.path, Prediction.scorer)
+    else:
+        query = query.order_by(Prediction.path, Prediction.scorer)
+    rows = session.execute(query).all()
     return [
         {
             "job_id": p.job_id,
@@ -247,6 +294,7 @@ def predictions_report(session: Session, ref: str) -> list[dict[str, Any]]:
             "prob_viral": p.prob_viral,
             "kind": p.kind,
             "error": p.error,
+            **{column: getattr(p, column) for column in REVIEW_COLUMNS},
         }
         for p, name in rows
     ]

@@ -147,6 +147,14 @@ class Prediction(Base):
     error: Mapped[str | None] = mapped_column(Text)
     prob_viral: Mapped[float | None] = mapped_column(Float)  # P(VIRAL | PNEUMONIA)
     kind: Mapped[str | None] = mapped_column(String(16))  # BACTERIAL | VIRAL when PNEUMONIA
+    # When not to trust the call (training.review); None for models fitted before it.
+    ood_score: Mapped[float | None] = mapped_column(Float)  # not-cxr at >= 1
+    anomaly_score: Mapped[float | None] = mapped_column(Float)  # far from NORMAL at >= 1
+    confidence: Mapped[float | None] = mapped_column(Float)  # calibrated P(the call is right)
+    disagreement: Mapped[float | None] = mapped_column(Float)  # ensembles: weight voting against
+    review_score: Mapped[float | None] = mapped_column(Float)  # largest ratio to a flag line
+    review: Mapped[bool | None] = mapped_column(Boolean)  # a person should look
+    review_reasons: Mapped[str | None] = mapped_column(String(64))  # e.g. "not-cxr,anomaly"
 
 
 class Heatmap(Base):

@@ -17,8 +17,10 @@ from torch import nn
 
 from training.models import create_model
 from training.preprocess import Normalizer
+from training.review import ReviewStats
 
 _META_KEY = "cxrq"
+_REVIEW_PREFIX = "review."  # tensors of the review statistics, beside the weights
 
 
 @dataclass
@@ -36,6 +38,7 @@ class ModelBundle:
     train_prior: float | None = 0.5  # P(PNEUMONIA) the loss saw; None when unknown
     kind_head: str = "none"  # training.models.KIND_HEADS: "none" answers no kind
     kind_threshold: float = 0.5  # VIRAL when P(VIRAL | PNEUMONIA) >= this
+    review: ReviewStats | None = None  # when not to trust a call; None for older models
 
     def header(self) -> dict[str, Any]:
         return {
@@ -50,11 +53,14 @@ class ModelBundle:
             "train_prior": self.train_prior,
             "kind_head": self.kind_head,
             "kind_threshold": self.kind_threshold,
+            "review": None if self.review is None else self.review.header(),
         }
 
 
 def to_bytes(bundle: ModelBundle) -> bytes:
     state = {k: v.detach().cpu().contiguous() for k, v in bundle.model.state_dict().items()}
+    if bundle.review is not None:
+        state |= {_REVIEW_PREFIX + k: v.contiguous() for k, v in bundle.review.tensors().items()}
     return save_tensors(state, metadata={_META_KEY: json.dumps(bundle.header())})
 
 
@@ -79,7 +85,12 @@ def from_bytes(data: bytes, device: str | torch.device = "cpu") -> ModelBundle:
         model = create_model(
             header["arch"], img_size=header["img_size"], kind_head=header.get("kind_head", "none")
         )
-    model.load_state_dict(load_tensors(data), strict=True, assign=True)
+    tensors = load_tensors(data)
+    review = {
+        k[len(_REVIEW_PREFIX) :]: v for k, v in tensors.items() if k.startswith(_REVIEW_PREFIX)
+    }
+    weights = {k: v for k, v in tensors.items() if not k.startswith(_REVIEW_PREFIX)}
+    model.load_state_dict(weights, strict=True, assign=True)
     model.to(device, memory_format=torch.channels_last).eval()  # see inference.predict_proba
     return ModelBundle(
         model=model,
@@ -93,6 +104,7 @@ def from_bytes(data: bytes, device: str | torch.device = "cpu") -> ModelBundle:
         train_prior=header.get("train_prior", _older_train_prior(header.get("config", {}))),
         kind_head=header.get("kind_head", "none"),
         kind_threshold=float(header.get("kind_threshold", 0.5)),
+        review=ReviewStats.from_parts(header["review"], review) if header.get("review") else None,
     )
 
 

@@ -1,10 +1,12 @@
-"""Batched inference: decoded uint8 images or image files -> P(PNEUMONIA), P(VIRAL | PNEUMONIA)
-and, when asked, a heatmap of where the model saw pneumonia."""
+"""Batched inference: decoded uint8 images or image files -> P(PNEUMONIA), P(VIRAL | PNEUMONIA),
+the review scores of a model that carries them (training.review) and, when asked, a heatmap of
+where the model saw pneumonia."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -13,6 +15,7 @@ from torch import nn
 from training.checkpoint import ModelBundle
 from training.models import split_logits
 from training.preprocess import Normalizer, decode_many
+from training.review import feature_tap
 
 _CONV_BN_PAIRS = (("conv", "bn"), ("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
@@ -95,25 +98,35 @@ def predict_proba(
 @dataclass
 class FileScores:
     """Several models' answers on the same files. probs and viral are (M, N), NaN where a file
-    could not be read (viral also where a model has no kind head); maps[m] holds model m's
-    heatmap (h, w) by file position, when they were asked for."""
+    could not be read (viral also where a model has no kind head); review is (M, N, 2), the ood
+    and anomaly scores (NaN also where a model has no review statistics); maps[m] holds model
+    m's heatmap (h, w) by file position, when they were asked for."""
 
     probs: torch.Tensor
     viral: torch.Tensor
+    review: torch.Tensor
     errors: dict[int, str] = field(default_factory=dict)  # position -> reason
     maps: list[dict[int, torch.Tensor]] = field(default_factory=list)
 
 
 def _outputs(
     bundle: ModelBundle, images: torch.Tensor, explain: bool
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """(P(PNEUMONIA), P(VIRAL | PNEUMONIA) or None, maps or None) of one model on a batch."""
-    if not explain:
-        return (*predict_outputs(bundle.model, images, bundle.normalizer), None)
-    from training.explain import explain_batch  # only jobs that ask for maps pay its import
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """(P(PNEUMONIA), P(VIRAL | PNEUMONIA) or None, review scores or None, maps or None) of
+    one model on a batch."""
+    tap = feature_tap(bundle.model) if bundle.review is not None else nullcontext([])
+    with tap as feats:
+        if explain:
+            from training.explain import explain_batch  # only jobs that ask for maps pay it
 
-    out, maps = explain_batch(bundle.model, bundle.arch, images, bundle.normalizer)
-    return (*probabilities(out), maps)
+            out, maps = explain_batch(bundle.model, bundle.arch, images, bundle.normalizer)
+            prob, viral = probabilities(out)
+        else:
+            (prob, viral), maps = predict_outputs(bundle.model, images, bundle.normalizer), None
+    review = None
+    if bundle.review is not None and feats:
+        review = bundle.review.input_scores(torch.cat(feats), images)
+    return prob, viral, review, maps
 
 
 def score_files_multi(
@@ -122,12 +135,15 @@ def score_files_multi(
     batch_size: int = 256,
     explain: bool = False,
 ) -> FileScores:
-    """P(PNEUMONIA), P(VIRAL | PNEUMONIA) and (with `explain`) heatmaps of several models on
-    the same files. Each file is decoded once per input size, contrast mapping and crop."""
+    """P(PNEUMONIA), P(VIRAL | PNEUMONIA), review scores and (with `explain`) heatmaps of
+    several models on the same files. Each file is decoded once per input size, contrast
+    mapping and crop."""
     shape = (len(bundles), len(paths))
     nan = float("nan")
     result = FileScores(
-        torch.full(shape, nan, dtype=torch.float64), torch.full(shape, nan, dtype=torch.float64)
+        torch.full(shape, nan, dtype=torch.float64),
+        torch.full(shape, nan, dtype=torch.float64),
+        torch.full((*shape, 2), nan, dtype=torch.float64),
     )
     result.maps = [{} for _ in bundles] if explain else []
     by_input: dict[tuple[int, str, float], list[int]] = {}
@@ -141,10 +157,12 @@ def score_files_multi(
             positions = [start + i for i in decoded.ok_index]
             columns = torch.tensor(positions, dtype=torch.long)
             for m in members:
-                prob, viral, maps = _outputs(bundles[m], decoded.tensor, explain)
+                prob, viral, review, maps = _outputs(bundles[m], decoded.tensor, explain)
                 result.probs[m, columns] = prob.double()
                 if viral is not None:
                     result.viral[m, columns] = viral.double()
+                if review is not None:
+                    result.review[m, columns] = review.double()
                 if maps is not None:
                     result.maps[m].update(zip(positions, maps, strict=True))
     return result

@@ -34,6 +34,7 @@ from training.inference import predict_outputs
 from training.metrics import binary_scores, kind_scores, roc_auc
 from training.models import create_model, normalizer_for, split_logits
 from training.preprocess import Normalizer, decode_many
+from training.review import Calibration, ReviewStats, feature_tap, fit_review
 from training.splits import patient_split
 
 # A val/ folder is used as given only when it can measure both classes; the official
@@ -361,6 +362,21 @@ def _choose_thresholds(
     return balanced_threshold(tune.labels, prob), kind_cut
 
 
+def _fit_review(
+    model: nn.Module, data: Data, normalizer: Normalizer, config: TrainConfig, threshold: float
+) -> ReviewStats:
+    """The statistics that tell when not to trust a call (training.review), from the trained
+    model's penultimate features on the training part and the tuning split."""
+
+    def calibration(split: Tensors, where: str) -> Calibration:
+        with feature_tap(model) as caught:
+            prob = _finite_proba(model, split, normalizer, config, where)
+        return Calibration(torch.cat(caught), split.images, prob, split.labels)
+
+    tune = None if data.tune is None else calibration(data.tune, "on the tuning split")
+    return fit_review(calibration(data.train, "on the training split"), tune, threshold)
+
+
 def fit(
     config: TrainConfig,
     data_root: str | Path,
@@ -423,6 +439,7 @@ def fit(
         train_prior=train_prior(config, data.train.labels),
         kind_head=config.kind_head,
         kind_threshold=kind_threshold,
+        review=_fit_review(model, data, norm, config, threshold),
     )
     val_scores = _evaluate(model, data.val, bundle, config)
     test_scores = None
@@ -433,6 +450,7 @@ def fit(
         "n_train_balanced": int(plan[0].numel()),
         "best_epoch": best[1] if best else config.epochs,
         "kind_threshold": bundle.kind_threshold,  # also in the weights' header
+        "review": bundle.review.header(),  # its flag lines; the Gaussians are in the weights
     }
     return TrainResult(
         bundle, val_scores, test_scores, history, info, time.perf_counter() - started

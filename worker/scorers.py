@@ -9,12 +9,14 @@ from typing import Any
 import torch
 from sqlalchemy.orm import Session
 
+from db.columns import REVIEW_COLUMNS
 from db.schema import CLASSES_BY_INDEX, Ensemble, Job, Model, scorer_key
 from db.session import session_scope
 from training.ensemble import combine
 from training.inference import score_files_multi
 from training.metrics import KIND_LABELS
 from training.prevalence import prior_shift
+from training.review import Verdict, ensemble_verdict, member_verdict
 from worker.model_cache import load_bundle
 
 # With --prevalence the corrected probability is decided at 0.5: the fewest-errors rule.
@@ -73,13 +75,15 @@ class Answers:
     kind_thresholds: list[float | None]  # None: a model without a kind head
     maps: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
     map_info: dict[str, tuple[float, str]] = field(default_factory=dict)  # key -> (crop, method)
+    verdicts: dict[str, Verdict] = field(default_factory=dict)  # scorer key -> its review
+    review_positions: list[int] = field(default_factory=list)  # the images verdicts cover
 
 
 def member_and_combined_probs(scorer: Scorer, paths: list[str], explain: bool = False) -> Answers:
     """Score a chunk with the scorer's models, and combine them when it is an ensemble."""
     bundles = [load_bundle(m) for m in scorer.model_ids]
     scored = score_files_multi(bundles, paths, explain=explain)
-    probs, thresholds = scored.probs, [b.threshold for b in bundles]
+    probs, thresholds = scored.probs.clone(), [b.threshold for b in bundles]
     if scorer.prevalence is not None:
         probs[0] = prior_shift(probs[0], bundles[0].train_prior, scorer.prevalence)
         thresholds = [PREVALENCE_THRESHOLD]
@@ -99,7 +103,38 @@ def member_and_combined_probs(scorer: Scorer, paths: list[str], explain: bool = 
         answers.combined_viral = combine_viral(scored.viral, scorer.weights)
         if explain:
             _ensemble_maps(answers, scorer, bundles)
+    _review(answers, scorer, bundles, scored.probs, scored.review)
     return answers
+
+
+def _review(
+    answers: Answers, scorer: Scorer, bundles: list, raw: torch.Tensor, review: torch.Tensor
+) -> None:
+    """Each member's and the ensemble's review of its calls, over the images that were read;
+    members without review statistics (fitted before them) take no part."""
+    read = torch.isfinite(raw).all(0)
+    called = answers.probs[:, read] >= torch.tensor(answers.thresholds).view(-1, 1)
+    members, lines, weights, member_called = [], [], [], []
+    for m, bundle in enumerate(bundles):
+        if bundle.review is None:
+            continue
+        verdict = member_verdict(
+            bundle.review, review[m, read], raw[m, read], called[m], scorer.prevalence
+        )
+        answers.verdicts[scorer_key(scorer.model_ids[m])] = verdict
+        members.append(verdict)
+        lines.append(bundle.review.confidence_line)
+        weights.append(scorer.weights[m] if scorer.weights else 1.0)
+        member_called.append(called[m])
+    if answers.combined is not None and members:
+        answers.verdicts[scorer.key] = ensemble_verdict(
+            members,
+            torch.stack(member_called),
+            lines,
+            weights,
+            answers.combined[read] >= scorer.threshold,
+        )
+    answers.review_positions = read.nonzero().flatten().tolist()
 
 
 def _member_maps(
@@ -202,6 +237,7 @@ def _row(
         "ensemble_id": ids.get("ensemble_id"),
         "prob_viral": prob_viral,
         "kind": kind,
+        **dict.fromkeys(REVIEW_COLUMNS),  # prediction_rows fills them where there is a review
     }
 
 
@@ -218,11 +254,30 @@ def _checked(value: float, error: str | None) -> tuple[float | None, str | None]
     return value, None
 
 
+def _review_fields(answers: Answers, key: str, index: int | None) -> dict[str, Any]:
+    """A row's review columns from its scorer's verdict (all None where there is none)."""
+    verdict = answers.verdicts.get(key)
+    if verdict is None or index is None:
+        return dict.fromkeys(REVIEW_COLUMNS)
+    reasons = verdict.reasons[index]
+    dissent = verdict.disagreement
+    return {
+        "ood_score": float(verdict.ood[index]),
+        "anomaly_score": float(verdict.anomaly[index]),
+        "confidence": float(verdict.confidence[index]),
+        "disagreement": None if dissent is None else float(dissent[index]),
+        "review_score": float(verdict.score[index]),
+        "review": bool(reasons),
+        "review_reasons": ",".join(reasons) or None,
+    }
+
+
 def prediction_rows(
     job_id: int, scorer: Scorer, paths: list[str], truth: list[str | None], answers: Answers
 ) -> list[dict[str, Any]]:
     """One row per image and model, plus the ensemble's combined row beside its members'."""
     rows = []
+    index = {pos: i for i, pos in enumerate(answers.review_positions)}
     for pos, path in enumerate(paths):
         for m, model_id in enumerate(scorer.model_ids):
             prob, error = _checked(float(answers.probs[m, pos]), answers.errors.get(pos))
@@ -239,6 +294,7 @@ def prediction_rows(
                     viral,
                     model_id=model_id,
                 )
+                | _review_fields(answers, scorer_key(model_id), index.get(pos))
             )
         if answers.combined is not None:
             prob, error = _checked(float(answers.combined[pos]), answers.errors.get(pos))
@@ -256,6 +312,7 @@ def prediction_rows(
                     viral,
                     ensemble_id=scorer.ensemble_id,
                 )
+                | _review_fields(answers, scorer.key, index.get(pos))
             )
     return rows
 
