@@ -46,7 +46,16 @@ def fit_stacking(
     probs: torch.Tensor, y: torch.Tensor, l2: float = 1e-2, steps: int = 200
 ) -> tuple[list[float], float]:
     """Member weights and bias minimising class-balanced log loss (+ L2 on the weights)."""
-    x = logit(probs).T  # (N, M)
+    w, b = fit_balanced_logistic(logit(probs).T, y, l2, steps)
+    return [float(v) for v in w], b
+
+
+def fit_balanced_logistic(
+    x: torch.Tensor, y: torch.Tensor, l2: float = 1e-2, steps: int = 200
+) -> tuple[torch.Tensor, float]:
+    """A logistic regression on x (N, M): weights (M,) and bias minimising class-balanced log
+    loss (+ L2 on the weights), starting from equal weights."""
+    x = x.double()
     target = y.double()
     n_pos = target.sum().clamp(min=1)
     n_neg = (1 - target).sum().clamp(min=1)
@@ -67,7 +76,7 @@ def fit_stacking(
         return loss
 
     opt.step(closure)
-    return [float(v) for v in w.detach()], float(b.detach())
+    return w.detach(), float(b.detach())
 
 
 def balanced_threshold(y: torch.Tensor, prob: torch.Tensor) -> float:
