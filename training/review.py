@@ -6,7 +6,7 @@ classifier's penultimate features (the input of its last linear layer, caught by
 
 - **not-cxr** (is this a frontal pediatric chest X-ray like the training images?): six
   components, each a distance from the training images, put on one scale (1 = that component's
-  99th percentile on the tuning split) and combined by their maximum: the Mahalanobis distance
+  90th percentile on the tuning split) and combined by their maximum: the Mahalanobis distance
   of the penultimate features to the nearest class (Lee et al. 2018; tied covariance, top
   principal directions plus the residual), the same distance of a 16x16 grey thumbnail
   (exposure, framing), one minus the thumbnail's correlation with the training images' mean
@@ -50,6 +50,9 @@ COMPONENTS = ("features", "thumbnail", "layout", "orientation", "saturation", "d
 THUMB = 16  # thumbnail side
 FEATURE_DIRECTIONS = 32  # principal directions kept whole; the rest share one variance
 THUMB_DIRECTIONS = 16
+SPREAD_QUANTILE = (
+    0.9  # a component's scale: this quantile minus the median, on the calibration split
+)
 # A spread below these would make a trace of colour, or of sharpening, look alien: JPEG chroma
 # noise reaches about 1% saturation on grey films.
 MIN_SPREAD = {
@@ -171,7 +174,7 @@ class ReviewStats:
     orientation: tuple[torch.Tensor, float]  # thumbnail weights and bias: logit of "turned"
     detail_median: float  # log fine detail of the training images
     centre: dict[str, float]  # per component, on the calibration split
-    spread: dict[str, float]  # 99th percentile minus centre, floored by MIN_SPREAD
+    spread: dict[str, float]  # 90th percentile minus centre, floored by MIN_SPREAD
     ood_line: float  # the combined component score at which not-cxr fires
     anomaly_line: float  # the distance from NORMAL at which anomaly fires
     platt: tuple[float, float]  # calibrated logit = a * logit(P) + b
@@ -345,7 +348,7 @@ def fit_review(train: Calibration, tune: Calibration | None, threshold: float) -
     components = review.components(calib.feats, calib.images)
     for i, name in enumerate(COMPONENTS):
         centre = float(components[:, i].median())
-        high = float(torch.quantile(components[:, i].double(), 0.99))
+        high = float(torch.quantile(components[:, i].double(), SPREAD_QUANTILE))
         review.centre[name] = centre
         review.spread[name] = max(high - centre, MIN_SPREAD[name])
     review.ood_line = line_above(review.ood_raw(components), NOT_CXR_BUDGET)

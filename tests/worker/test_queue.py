@@ -35,7 +35,16 @@ def _rows(job_id: int) -> dict[str, tuple]:
     with session_scope() as s:
         rows = s.scalars(select(Prediction).where(Prediction.job_id == job_id)).all()
     return {
-        Path(r.path).name: (r.prob, r.prob_viral, r.label, r.kind, r.true_label, r.error)
+        Path(r.path).name: (
+            r.prob,
+            r.prob_viral,
+            r.confidence,
+            r.label,
+            r.kind,
+            r.true_label,
+            r.error,
+            r.review_reasons,
+        )
         for r in rows
     }
 
@@ -76,10 +85,13 @@ def test_two_workers_train_and_score_like_embedded(workers, tiny_dataset, tmp_pa
     run_scoring_job(embedded_job, plan_chunks(folder, 5))  # makes the job's units
     queued_rows, embedded_rows = _rows(queued_job), _rows(embedded_job)
     assert queued_rows.keys() == embedded_rows.keys()
-    for name, (prob, viral, *rest) in queued_rows.items():  # batch shapes differ: float noise
-        assert rest == list(embedded_rows[name][2:])
+    for name, (prob, viral, confidence, *rest) in queued_rows.items():  # float noise: shapes
+        assert rest == list(embedded_rows[name][3:])
         assert prob == pytest.approx(embedded_rows[name][0], abs=1e-5)
         assert viral == pytest.approx(embedded_rows[name][1], abs=1e-5) if viral else not rest[1]
+        # workers stored the review too; the broken file has none
+        assert (confidence is None) == (name == "broken.jpeg")
+        assert confidence == pytest.approx(embedded_rows[name][2], abs=1e-5)
     assert "score succeeded 21/21" in run("status", queued_job)
 
 
