@@ -52,10 +52,27 @@ def answer(scorer: Scorer, paths: list[str]) -> tuple[Verdict, torch.Tensor, Ans
     return answers.verdicts[scorer.key], called, answers
 
 
-def selective(verdict: Verdict, called: torch.Tensor, labels: torch.Tensor) -> None:
+def tuning_split(scorer: Scorer) -> tuple[list[str], torch.Tensor]:
+    """The first model's tuning split (the patients its flag lines were set on), rebuilt from
+    its stored config and data folder."""
+    from db.schema import Model
+    from training.config import TrainConfig
+    from training.data_files import find_splits
+    from training.train_loop import three_way_split
+
+    with session_scope() as s:
+        model = s.get(Model, scorer.model_ids[0])
+        config, root = TrainConfig.from_dict(model.config), model.data["root"]
+    _, tune, _, _ = three_way_split(find_splits(root), config)
+    return [i.path for i in tune], torch.tensor([i.label for i in tune])
+
+
+def selective(
+    verdict: Verdict, called: torch.Tensor, labels: torch.Tensor, where: str = "test/"
+) -> None:
     right = (called.long() == labels).float()
     flagged = torch.tensor([bool(r) for r in verdict.reasons])
-    print("\n| on test/ | images | share |\n| --- | --- | --- |")
+    print(f"\n| on {where} | images | share |\n| --- | --- | --- |")
     for reason in REASONS:
         n = sum(reason in r for r in verdict.reasons)
         print(f"| flagged {reason} | {n} | {n / len(right):.3f} |")
@@ -125,6 +142,9 @@ def main() -> None:
         return
     files = sorted(TEST.rglob("*.jpeg"))
     labels = torch.tensor([label_from_path(p.relative_to(TEST)) for p in files])
+    tune_paths, tune_labels = tuning_split(scorer)
+    tune, tune_called, _ = answer(scorer, tune_paths)
+    selective(tune, tune_called, tune_labels, "the tuning split")
     test, called, _ = answer(scorer, [str(p) for p in files])
     selective(test, called, labels)
     with tempfile.TemporaryDirectory() as tmp:
