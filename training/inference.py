@@ -124,8 +124,11 @@ def _outputs(
         else:
             (prob, viral), maps = predict_outputs(bundle.model, images, bundle.normalizer), None
     review = None
-    if bundle.review is not None and feats:
-        review = bundle.review.input_scores(torch.cat(feats), images)
+    if bundle.review is not None and len(images):
+        features = torch.cat(feats)
+        if len(features) != len(images):
+            raise RuntimeError(f"head ran on {len(features)} images for {len(images)} inputs")
+        review = bundle.review.input_scores(features, images)
     return prob, viral, review, maps
 
 

@@ -29,6 +29,7 @@ get not-cxr (the issue allows 2%; see NOT_CXR_BUDGET) and at most 10% any flag.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -75,11 +76,15 @@ def last_linear(model: nn.Module) -> nn.Linear:
 
 @contextmanager
 def feature_tap(model: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Collect the input of the model's head (its penultimate features) on every forward."""
+    """Collect the input of the model's head (its penultimate features) on every forward
+    this thread runs."""
     caught: list[torch.Tensor] = []
+    # A served model is shared: forwards run by other threads are theirs, not this batch's.
+    caller = threading.get_ident()
 
     def hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-        caught.append(args[0].detach().flatten(1).float().cpu())
+        if threading.get_ident() == caller:
+            caught.append(args[0].detach().flatten(1).float().cpu())
 
     handle = last_linear(model).register_forward_pre_hook(hook)
     try:

@@ -197,3 +197,26 @@ def test_real_xrays_tell_apart_the_generated_zoo(shared_data: Path, tmp_path: Pa
     y = torch.cat([torch.zeros(len(test)), torch.ones(len(zoo))])
     assert roc_auc(y, ood) >= 0.99
     assert float((ood[: len(test)] >= 1).float().mean()) <= 0.03
+
+
+def test_feature_tap_keeps_to_its_own_thread() -> None:
+    """A served model is shared by a worker's threads: each tap sees only its own forwards."""
+    import threading
+
+    model = create_model("cnn", img_size=32).eval()
+    seen: dict[int, int] = {}
+    start = threading.Barrier(2)
+
+    def score(n: int) -> None:
+        with feature_tap(model) as caught, torch.no_grad():
+            start.wait()
+            for _ in range(5):
+                model(torch.zeros(n, 3, 32, 32))
+        seen[n] = sum(len(c) for c in caught)
+
+    threads = [threading.Thread(target=score, args=(n,)) for n in (3, 4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {3: 15, 4: 20}
