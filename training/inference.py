@@ -15,7 +15,7 @@ from torch import nn
 from training.checkpoint import ModelBundle
 from training.models import split_logits
 from training.preprocess import Normalizer, decode_many
-from training.review import feature_tap
+from training.review_features import feature_tap
 
 _CONV_BN_PAIRS = (("conv", "bn"), ("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 

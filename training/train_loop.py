@@ -34,7 +34,8 @@ from training.inference import predict_outputs
 from training.metrics import binary_scores, kind_scores, roc_auc
 from training.models import create_model, normalizer_for, split_logits
 from training.preprocess import Normalizer, decode_many
-from training.review import Calibration, ReviewStats, feature_tap, fit_review
+from training.review import Calibration, ReviewStats, fit_review
+from training.review_features import feature_tap
 from training.splits import patient_split
 
 # A val/ folder is used as given only when it can measure both classes; the official

@@ -18,15 +18,13 @@ from training.review import (
     ANY_FLAG_BUDGET,
     NOT_CXR_BUDGET,
     Calibration,
-    Gaussian,
     ensemble_verdict,
-    feature_tap,
     fit_platt,
     fit_review,
-    last_linear,
     line_above,
     member_verdict,
 )
+from training.review_features import Gaussian, feature_tap, image_statistics, last_linear
 
 
 def test_line_above_lets_at_most_the_share_through() -> None:
@@ -167,8 +165,6 @@ def test_statistics_travel_in_the_checkpoint_and_give_the_same_scores() -> None:
 def test_generated_inputs_from_image_files(tmp_path) -> None:
     """A photo-like colour file and an inverted X-ray decode to images whose saturation and
     thumbnail differ from a grey X-ray's (the not-cxr components see them)."""
-    from training.review import image_statistics
-
     xray = make_xray(tmp_path / "x.png", True, 1, size=64)
     ImageOps.invert(Image.open(xray)).save(tmp_path / "inv.png")
     Image.new("RGB", (64, 64), (200, 40, 30)).save(tmp_path / "red.png")
