@@ -19,6 +19,7 @@ from sqlalchemy import case, func, select, update
 
 from db import work
 from db.columns import REVIEW_REASONS
+from db.queries import review_summary
 from db.schema import CLASSES_BY_INDEX, FINAL_STATES, Job, Model, Prediction, utcnow
 from db.session import session_scope
 from db.store import (
@@ -215,24 +216,18 @@ def _summarise(s, job: Job) -> tuple[str, str, dict[str, Any] | None]:  # noqa: 
         scores = _evaluate(s, job, scorer.key, {"model_id": scorer.model_ids[0]})
     if scores:
         summary += f"; F1 {scores['f1']:.3f} on {scores['n']} labelled"
-    summary += _review_summary(s, job.id, scorer.key)
+    summary += _review_summary(s, job)
     why = [text.format(counts[key]) for key, text in PARTIAL_BECAUSE.items() if counts[key]]
     return ("partial" if why else "succeeded"), "; ".join([summary, *why]), scores
 
 
-def _review_summary(s, job_id: int, key: str) -> str:  # noqa: ANN001
+def _review_summary(s, job: Job) -> str:  # noqa: ANN001
     """'; 12 flagged for review (not-cxr 2, low-confidence 10)', or '' when none was."""
-    reasons = s.scalars(
-        select(Prediction.review_reasons).where(
-            Prediction.job_id == job_id, Prediction.scorer == key, Prediction.review.is_(True)
-        )
-    ).all()
-    if not reasons:
+    review = review_summary(s, job)
+    if not review or not review["flagged"]:
         return ""
-    split = [r.split(",") for r in reasons if r]
-    counts = {why: sum(why in r for r in split) for why in REVIEW_REASONS}
-    each = ", ".join(f"{why} {n}" for why, n in counts.items() if n)
-    return f"; {len(reasons)} flagged for review ({each})"
+    why = ", ".join(f"{r} {review[r]}" for r in REVIEW_REASONS if review[r])
+    return f"; {review['flagged']} flagged for review ({why})"
 
 
 def record_unreadable_folders(job_id: int, folders: list[tuple[str, str]]) -> None:
