@@ -150,7 +150,7 @@ def render_overlay(
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     values = _checked_grid(grid, height, width)
-    img = _open_rgb(image_path)
+    img = open_rgb(image_path)
     region = crop_region(img.size, crop)
     box = hottest_box(values.ravel().tolist(), height, width, img.size, crop)
     _blend_heat(img, values, region, alpha)
@@ -235,7 +235,7 @@ def image_size(image_path: str | os.PathLike) -> tuple[int, int]:
         return img.size
 
 
-def _open_rgb(image_path: str | os.PathLike) -> Image.Image:
+def open_rgb(image_path: str | os.PathLike) -> Image.Image:
     """The original as RGB at its own size; high-bit images scaled to 8 bits like the model's
     input. No EXIF rotation: the model saw the pixels as stored, so the heatmap is in them."""
     with _opened(image_path) as img:

@@ -222,6 +222,41 @@ def report_predictions(job_ref: str, review: bool, fmt: str) -> None:
         emit(rows, fmt, REVIEW_TABLE if review else PREDICTION_COLUMNS, PREDICTION_CSV)
 
 
+@report.command("html")
+@click.argument("job_ref", required=False)
+@click.option("--models", "models", is_flag=True, help="the model comparison page instead")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="the HTML file to write (self-contained: images and plots embedded)",
+)
+def report_html(job_ref: str | None, models: bool, output: Path) -> None:
+    """A self-contained HTML page: a scoring job's (an id, or 'latest') or, with --models, every
+    model and ensemble side by side. It needs no network: open it anywhere.
+
+    Example: cxrq report html latest -o job.html
+    """
+    with friendly_errors():
+        if models == (job_ref is not None):
+            raise click.UsageError("give a JOB or --models, not both")
+        from cli.html.pages import job_page, models_page
+        from db.session import session_scope
+
+        close_abandoned_jobs()
+        with session_scope() as s:
+            try:
+                page = models_page(s) if models else job_page(s, job_ref)
+            except ValueError as exc:
+                raise click.ClickException(str(exc)) from None
+        try:
+            output.write_text(page, encoding="utf-8")
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {output}: {exc.strerror}") from None
+    click.echo(f"wrote {output} ({len(page.encode()) / 1e6:.1f} MB)")
+
+
 HEATMAP_KEYS = ("job_id", "scorer", "path", "method", "prob_pneumonia", "label", "kind", "box")
 
 

@@ -28,6 +28,7 @@ from training.augment import (
 )
 from training.checkpoint import ModelBundle
 from training.config import TrainConfig
+from training.curves import roc_points
 from training.data_files import LabeledImage, find_splits, fingerprint, kind_code
 from training.ensemble import balanced_threshold, sensitivity_threshold
 from training.inference import predict_outputs
@@ -273,11 +274,14 @@ def _finite_proba(
 
 
 def _evaluate(model: nn.Module, data: Tensors, bundle: ModelBundle, config: TrainConfig) -> dict:
-    """Binary scores at the bundle's threshold, and the kind's at its kind threshold."""
+    """Binary scores at the bundle's threshold, and the kind's at its kind threshold; "roc"
+    holds the ROC curve's points (the reports draw it)."""
     prob, viral = _finite_outputs(model, data, bundle.normalizer, config, "on evaluation")
     scores = binary_scores(data.labels, prob, bundle.threshold)
     if viral is not None:
         scores.update(kind_scores(data.kinds, viral, bundle.kind_threshold))
+    points = roc_points(data.labels.tolist(), prob.tolist())
+    scores["roc"] = [[round(x, 4), round(y, 4)] for x, y in points]
     return scores
 
 
@@ -452,7 +456,10 @@ def fit(
         "best_epoch": best[1] if best else config.epochs,
         "kind_threshold": bundle.kind_threshold,  # also in the weights' header
         "review": bundle.review.header(),  # its flag lines; the Gaussians are in the weights
+        "roc": {"validation": val_scores.pop("roc")},
     }
+    if test_scores is not None:
+        info["roc"]["test"] = test_scores.pop("roc")
     return TrainResult(
         bundle, val_scores, test_scores, history, info, time.perf_counter() - started
     )

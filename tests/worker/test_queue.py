@@ -93,6 +93,9 @@ def test_two_workers_train_and_score_like_embedded(workers, tiny_dataset, tmp_pa
         assert (confidence is None) == (name == "broken.jpeg")
         assert confidence == pytest.approx(embedded_rows[name][2], abs=1e-5)
     assert "score succeeded 21/21" in run("status", queued_job)
+    run("report", "html", queued_job, "-o", tmp_path / "queued.html")  # a page from the server
+    page = (tmp_path / "queued.html").read_text()
+    assert page.count('"path": ') == 20 and "broken.jpeg" in page  # 20 images, 1 error row
 
 
 def _thousand_images(shared_data: Path, root: Path, copies: int = 7) -> Path:
