@@ -254,9 +254,13 @@ def open_rgb(image_path: str | os.PathLike) -> Image.Image:
 @contextmanager
 def _opened(image_path: str | os.PathLike) -> Iterator[Image.Image]:
     """The image, open; a file that cannot be read or decoded is one HeatmapImageError line."""
+    from training.dicom import DicomError, open_image  # numpy, PIL and pydicom only
+
     try:
-        with Image.open(image_path) as img:
+        with open_image(image_path) as img:
             yield img
+    except DicomError as exc:
+        raise HeatmapImageError(f"cannot decode image {os.fspath(image_path)}: {exc}") from None
     except FileNotFoundError:
         raise HeatmapImageError(f"image not found: {os.fspath(image_path)}") from None
     except UnidentifiedImageError:

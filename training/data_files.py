@@ -3,16 +3,20 @@
 Layouts understood (class folders are matched case-insensitively):
     ROOT/{train,val,test}/{NORMAL,PNEUMONIA}/*.jpeg   (any split may be missing)
     ROOT/{NORMAL,PNEUMONIA}/*.jpeg                     (treated as the train split)
+Images are JPEG, PNG or DICOM (.dcm, .dicom, or no extension and the DICM marker).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from training.dicom import header_patient_id, is_dicom
 
 CLASSES = ("NORMAL", "PNEUMONIA")  # index 1 is the positive class
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
@@ -39,7 +43,11 @@ class LabeledImage:
 
 
 def patient_id(path: str | Path) -> str:
-    """Patient key parsed from a file name; a name with no patient is its own patient."""
+    """Patient key: a DICOM's PatientID when its header has one, else parsed from the file name;
+    a name with no patient is its own patient. A header ID is kept as a hash, so a split or a
+    log line holds no ID in the clear (nothing stores these keys)."""
+    if is_dicom(path) and (header_id := header_patient_id(path)):
+        return "dicom:" + hashlib.sha256(header_id.encode()).hexdigest()[:24]
     name = Path(path).name
     if m := _PERSON.match(name):
         return m.group(1).lower()
@@ -66,7 +74,10 @@ def kind_code(path: str | Path, label: int) -> int:
 
 
 def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    """JPEG/PNG by extension, DICOM by extension or, without one, by its DICM marker."""
+    if path.name.startswith("."):
+        return False
+    return path.suffix.lower() in IMAGE_SUFFIXES or is_dicom(path)
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -96,9 +107,9 @@ def list_images_report(folder: str | Path) -> tuple[list[Path], list[tuple[Path,
         dirnames[:] = [d for d in sorted(dirnames) if _first_visit(dirpath, d, seen_dirs, skipped)]
         real_dir = os.path.realpath(dirpath)
         for name in sorted(filenames):
-            if not is_image_file(Path(name)):
-                continue
             path = os.path.join(dirpath, name)
+            if not is_image_file(Path(path)):
+                continue
             real = os.path.realpath(path) if os.path.islink(path) else os.path.join(real_dir, name)
             if real not in seen_files:
                 seen_files.add(real)
@@ -175,8 +186,6 @@ def find_splits(root: str | Path) -> dict[str, list[LabeledImage]]:
 
 def fingerprint(items: list[LabeledImage]) -> str:
     """A hash of file names, sizes and labels: stable when the folder moves, not when it changes."""
-    import hashlib
-
     digest = hashlib.sha256()
     for item in sorted(items, key=lambda i: (Path(i.path).name, i.label)):
         size = os.stat(item.path).st_size

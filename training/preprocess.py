@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from training.dicom import DicomError, open_image
 from training.equalize import equalize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -49,7 +50,7 @@ def decode_image(
     borders and burnt-in markers); `equalize_mode` (training.equalize) maps contrast on a
     2*size copy. Images of more than 8 bits a pixel are scaled to 8 by their bit depth."""
     try:
-        with Image.open(path) as img:
+        with open_image(path, 2 * size, MAX_PIXELS) as img:
             # JPEG can decode at 1/2, 1/4 or 1/8 scale for a fraction of the cost; asking for
             # twice the target keeps enough pixels for the antialiased resize below.
             declared = img.size
@@ -72,6 +73,8 @@ def decode_image(
             data = img.tobytes()
     except FileNotFoundError as exc:
         raise ImageDecodeError(f"file not found: {exc.filename}") from None
+    except DicomError as exc:
+        raise ImageDecodeError(str(exc)) from None
     except UnidentifiedImageError:
         raise ImageDecodeError("not an image file PIL can read") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:

@@ -292,3 +292,15 @@ def test_importing_the_module_does_not_import_torch() -> None:
         [sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_a_dicom_is_drawn_as_displayed_and_a_broken_one_is_one_line(tmp_path) -> None:
+    from training.dicom_write import DicomSpec, write_dicom
+
+    gray = np.random.default_rng(0).integers(0, 256, (40, 60), dtype=np.uint8)
+    write_dicom(tmp_path / "x.dcm", gray, DicomSpec(bits=16, monochrome1=True))
+    drawn = np.array(heatmap_image.open_rgb(tmp_path / "x.dcm"))
+    assert drawn.shape == (40, 60, 3) and (drawn[..., 0] == gray).all()
+    (tmp_path / "bad.dcm").write_bytes(b"\0" * 200)
+    with pytest.raises(heatmap_image.HeatmapImageError, match="bad.dcm"):
+        heatmap_image.open_rgb(tmp_path / "bad.dcm")
