@@ -58,7 +58,11 @@ def score(
     explain: str,
     wait: bool,
 ) -> None:
-    """Score every .jpeg/.jpg/.png below FOLDER (recursively) and store a row per image.
+    """Score every .jpeg/.jpg/.png/.dcm below FOLDER (recursively) and store a row per image.
+
+    DICOM files are also found without an extension, by their DICM marker. Their rows keep the
+    SOP Instance UID and, when CXRQ_PATIENT_SALT is set, a salted hash of the PatientID; never
+    the ID, name or birth date.
 
     A NORMAL/ or PNEUMONIA/ folder on an image's path is its true label; with true labels the
     job also stores F1 and the other scores.

@@ -29,3 +29,5 @@ REVIEW_COLUMNS = (
     "review_reasons",
 )
 REVIEW_REASONS = ("not-cxr", "anomaly", "low-confidence")  # training.review.REASONS
+# What a prediction row keeps of a DICOM header (training.dicom.identity).
+IDENTITY_COLUMNS = ("sop_instance_uid", "patient_hash")

@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from db.columns import KIND_COLUMNS, REVIEW_COLUMNS, SCORE_COLUMNS
+from db.columns import IDENTITY_COLUMNS, KIND_COLUMNS, REVIEW_COLUMNS, SCORE_COLUMNS
 from db.schema import FINAL_STATES, Evaluation, Heatmap, Job, Model, Prediction, utcnow
 from db.session import session_scope
 
@@ -113,7 +113,7 @@ def upsert_predictions(
     if not rows:
         return 0
     columns = ("prob", "label", "true_label", "error", "model_id", "ensemble_id")
-    columns = (*columns, "prob_viral", "kind", *REVIEW_COLUMNS)
+    columns = (*columns, "prob_viral", "kind", *REVIEW_COLUMNS, *IDENTITY_COLUMNS)
     _upsert(session, Prediction, rows, columns, overwrite)
     return len(rows)
 

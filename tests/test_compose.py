@@ -101,6 +101,7 @@ def test_compose_refuses_the_example_env_until_secrets_are_set(tmp_path: Path) -
     assert generated.stat().st_mode & 0o077 == 0  # readable by its owner only
     secrets = _settings(generated)
     assert len(secrets["REDIS_PASSWORD"]) == len(secrets["POSTGRES_PASSWORD"]) == 48
+    assert len(secrets["CXRQ_PATIENT_SALT"]) == 48
     assert secrets["FLOWER_BASIC_AUTH"].startswith("admin:")
     subprocess.run(
         ["docker-compose", "--env-file", str(generated), "config", "-q"],

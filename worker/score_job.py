@@ -37,6 +37,7 @@ from worker.scorers import (
     NOT_A_NUMBER,
     PREVALENCE_THRESHOLD,
     Scorer,
+    add_identities,
     failed_rows,
     heatmap_rows,
     member_and_combined_probs,
@@ -106,6 +107,7 @@ def score_unit(unit_id: int) -> int:
         truth = [true_label(Path(p), folder) for p in lease.paths]
         answers = member_and_combined_probs(scorer, lease.paths, explain != "none")
         rows = prediction_rows(lease.job_id, scorer, lease.paths, truth, answers)
+        add_identities(rows)
         maps = heatmap_rows(lease.job_id, lease.paths, answers)
         if explain == "pneumonia":  # maps of the images the job's answer calls PNEUMONIA
             called = {

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from sqlalchemy.orm import Session
 
-from db.columns import REVIEW_COLUMNS
+from db.columns import IDENTITY_COLUMNS, REVIEW_COLUMNS
 from db.schema import CLASSES_BY_INDEX, Ensemble, Job, Model, scorer_key
 from db.session import session_scope
 from training.ensemble import combine
@@ -238,6 +238,7 @@ def _row(
         "prob_viral": prob_viral,
         "kind": kind,
         **dict.fromkeys(REVIEW_COLUMNS),  # prediction_rows fills them where there is a review
+        **dict.fromkeys(IDENTITY_COLUMNS),  # score_unit fills them for DICOM files
     }
 
 
@@ -338,6 +339,20 @@ def heatmap_rows(job_id: int, paths: list[str], answers: Answers) -> list[dict[s
                 }
             )
     return rows
+
+
+def add_identities(rows: list[dict[str, Any]]) -> None:
+    """A DICOM file's SOP Instance UID and salted patient hash on each of its rows."""
+    from training.dicom import identity
+
+    known: dict[str, Any] = {}
+    for row in rows:
+        path = row["path"]
+        if path not in known:
+            known[path] = identity(path)
+        if known[path] is not None:
+            row["sop_instance_uid"] = known[path].sop_instance_uid
+            row["patient_hash"] = known[path].patient_hash
 
 
 def failed_rows(
