@@ -8,7 +8,7 @@ import click
 
 from cli.errors import friendly_errors
 from cli.output import emit, format_option
-from db.columns import COUNTS, KIND_COLUMNS, REVIEW_COLUMNS, REVIEW_REASONS
+from db.columns import COUNTS, IDENTITY_COLUMNS, KIND_COLUMNS, REVIEW_COLUMNS, REVIEW_REASONS
 from db.columns import RATES as SCORES
 
 # The table shows validation and the external test/ split side by side; to stay readable it
@@ -82,6 +82,7 @@ PREDICTION_CSV = (
     "true_label",
     "error",
     *REVIEW_COLUMNS,
+    *IDENTITY_COLUMNS,  # DICOM files: SOP Instance UID and the salted patient hash
 )
 
 

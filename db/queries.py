@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.columns import KIND_COLUMNS, REVIEW_COLUMNS, REVIEW_REASONS, SCORE_COLUMNS
+from db.columns import IDENTITY_COLUMNS, KIND_COLUMNS, REVIEW_COLUMNS, REVIEW_REASONS, SCORE_COLUMNS
 from db.schema import Ensemble, Evaluation, Heatmap, Job, Model, Prediction, scorer_key
 from db.store import NotFoundError, get_job
 
@@ -294,7 +294,7 @@ def predictions_report(
             "prob_viral": p.prob_viral,
             "kind": p.kind,
             "error": p.error,
-            **{column: getattr(p, column) for column in REVIEW_COLUMNS},
+            **{column: getattr(p, column) for column in (*REVIEW_COLUMNS, *IDENTITY_COLUMNS)},
         }
         for p, name in rows
     ]

@@ -153,18 +153,33 @@ def _reduced_frame(ds, kind: str, draft: int) -> Image.Image:  # noqa: ANN001
     try:
         frame = next(generate_frames(ds.PixelData, number_of_frames=1))
         shift = 0 if kind == "JPEG" else _j2k_shift(frame)
-        with Image.open(io.BytesIO(frame)) as img:
-            if kind == "JPEG":
-                img.draft("L", (draft, draft))
-            else:
-                img.reduce = _levels(img.size, draft)
-            pixels = np.array(img.convert("L") if img.mode in ("RGB", "YCbCr") else img)
+        pixels = _pil_decode(frame, kind, draft)
     except (OSError, ValueError, StopIteration, SyntaxError) as exc:
         reason = _first_line(exc)
         raise DicomError(f"cannot decode DICOM pixel data ({kind}): {reason}") from None
     if shift:
         pixels = pixels >> shift
     return Image.fromarray(_displayed(pixels, ds), "L")
+
+
+def _pil_decode(frame: bytes, kind: str, draft: int) -> np.ndarray:
+    """Pixels of a JPEG frame at 1/2-1/8 scale, or of a JPEG 2000 frame at 1/2^r. Pillow
+    rejects some sizes at some levels (a 1963 x 2172 frame at 1/8, though not at 1/4 or 1/16),
+    so fewer levels are tried before the caller falls back to full size."""
+    levels = 0
+    while True:
+        try:
+            with Image.open(io.BytesIO(frame)) as img:
+                if kind == "JPEG":
+                    img.draft("L", (draft, draft))
+                else:
+                    levels = levels or _levels(img.size, draft)
+                    img.reduce = levels
+                return np.array(img.convert("L") if img.mode in ("RGB", "YCbCr") else img)
+        except OSError:
+            if levels <= 1:
+                raise
+            levels -= 1
 
 
 def _j2k_shift(frame: bytes) -> int:

@@ -144,6 +144,21 @@ def test_compressed_frames_decode_at_reduced_scale(case, xray, tmp_path, monkeyp
     assert open_dicom(path, draft=64).size[0] < xray[1].shape[1]
 
 
+def test_a_size_pillow_rejects_at_one_level_still_decodes_reduced(tmp_path, monkeypatch) -> None:
+    """Pillow refuses a 1963 x 2172 JPEG 2000 frame at 1/8 (not at 1/4): fewer levels are
+    tried before a full-size decode, which costs ~20x as much."""
+    import training.dicom
+
+    y, x = np.mgrid[0:2172, 0:1963]
+    smooth = ((x + y) * 255 / (2172 + 1963)).astype(np.uint8)
+    write_dicom(tmp_path / "x.dcm", smooth, DicomSpec(bits=12, encoding="jpeg2000"))
+    monkeypatch.setattr(training.dicom, "_pixel_array", None)  # a full-size decode would fail
+    reduced = open_dicom(tmp_path / "x.dcm", draft=128)
+    assert reduced.size == (491, 543)  # 1/4
+    expected = np.array(Image.fromarray(smooth).resize(reduced.size, Image.Resampling.BOX))
+    assert np.abs(np.array(reduced).astype(int) - expected).mean() < 1.0
+
+
 def test_a_missing_decoder_names_the_syntax_and_what_to_install(xray, tmp_path, monkeypatch):
     from pydicom.pixels import get_decoder
     from pydicom.uid import JPEG2000Lossless

@@ -112,6 +112,9 @@ def test_a_mixed_folder_scores_row_for_row_like_its_jpegs(
     assert hashes.count(None) == 2  # the two files without a PatientID
     named = [h for h in hashes if h is not None]
     assert len(set(named)) == len(named) and all(len(h) == 32 for h in named)
+    csv = run("report", "predictions", job_id, "--format", "csv")
+    assert csv.splitlines()[0].endswith(",sop_instance_uid,patient_hash")
+    assert rows[next(iter(twins))].sop_instance_uid in csv and named[0] in csv
 
 
 def test_the_comparison_has_teeth(db_url, tiny_dataset, shared_data, tmp_path) -> None:
