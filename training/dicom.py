@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import io
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,11 @@ from PIL import Image
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 _MAGIC_OFFSET, _MAGIC = 128, b"DICM"  # after the 128-byte preamble (PS3.10 7.1)
 SALT_ENV = "CXRQ_PATIENT_SALT"
+
+# pydicom warns on stderr about what it reads past (a file cut short, a bad value); the file's
+# error row already says what matters. Set once here: changing filters while decoding threads
+# run is not thread-safe.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
 
 # What to install for a transfer syntax pydicom's own code cannot decode.
 _PLUGINS = {
