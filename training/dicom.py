@@ -220,7 +220,7 @@ def _pixel_array(ds) -> np.ndarray:  # noqa: ANN001
 
 def _prefer_pylibjpeg(ds) -> None:  # noqa: ANN001
     """pylibjpeg where it decodes the syntax: measured 10x pydicom's own RLE decoder and 1.3x
-    Pillow's JPEG 2000 on a 1.6-megapixel X-ray (BENCHMARKS.md)."""
+    Pillow's JPEG 2000 at full size, on one 1.6-megapixel X-ray."""
     from pydicom.pixels import get_decoder
 
     with contextlib.suppress(NotImplementedError):
