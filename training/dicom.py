@@ -5,9 +5,10 @@ of the standard (PS3.4 N.2): stored values -> modality LUT (rescale slope and in
 Modality LUT Sequence) -> VOI (a VOI LUT Sequence, else window centre and width, else the full
 range the stored bits can hold) -> MONOCHROME1 inverted, so bone is white as in MONOCHROME2.
 
-The chain is computed once per file on every value the stored bits can hold, as a 256-level
-lookup table, and applied to the pixels with one gather: 12-16-bit pixels never pass through
-float arithmetic, which keeps a DICOM as cheap to score as a JPEG of the same pixels.
+The chain is computed once per file on every value the stored bits can hold, as a table of
+8-bit levels, and applied to the pixels with one gather: 12-16-bit pixels never pass through
+float arithmetic, which keeps an uncompressed DICOM within 2x of scoring a JPEG of the same
+pixels (BENCHMARKS.md, "DICOM").
 
 Nothing here imports torch: the CLI's picture code reads DICOMs through this module too.
 """
@@ -211,7 +212,8 @@ def _levels(size: tuple[int, int], draft: int) -> int:
 
 def _pixel_array(ds) -> np.ndarray:  # noqa: ANN001
     try:
-        if _syntax(ds) is not None and _syntax(ds).is_compressed:
+        syntax = _syntax(ds)
+        if syntax is not None and syntax.is_compressed:
             _prefer_pylibjpeg(ds)
         return ds.pixel_array
     except Exception as exc:  # pydicom raises many types; each becomes one error row
@@ -326,8 +328,12 @@ class DicomIdentity:
 def header_patient_id(path: str | os.PathLike) -> str | None:
     """PatientID from the header, stripped; None when absent or empty."""
     ds = _header(path)
-    value = str(ds.get("PatientID", "") or "").strip() if ds is not None else ""
-    return value or None
+    return None if ds is None else _text(ds, "PatientID")
+
+
+def _text(ds, keyword: str) -> str | None:  # noqa: ANN001
+    """A header value as stripped text; None when absent or empty."""
+    return str(ds.get(keyword, "") or "").strip() or None
 
 
 def identity(path: str | os.PathLike) -> DicomIdentity | None:
@@ -337,9 +343,8 @@ def identity(path: str | os.PathLike) -> DicomIdentity | None:
     ds = _header(path)
     if ds is None:
         return DicomIdentity(None, None)
-    uid = str(ds.get("SOPInstanceUID", "") or "").strip() or None
-    patient = str(ds.get("PatientID", "") or "").strip()
-    return DicomIdentity(uid, patient_hash(patient) if patient else None)
+    patient = _text(ds, "PatientID")
+    return DicomIdentity(_text(ds, "SOPInstanceUID"), patient and patient_hash(patient))
 
 
 def patient_hash(patient_id: str, salt: str | None = None) -> str | None:

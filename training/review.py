@@ -47,9 +47,8 @@ ANY_FLAG_BUDGET = 0.10  # share of tuning images that may carry any flag
 COMPONENTS = ("features", "thumbnail", "layout", "orientation", "saturation", "detail")
 FEATURE_DIRECTIONS = 32  # principal directions kept whole; the rest share one variance
 THUMB_DIRECTIONS = 16
-SPREAD_QUANTILE = (
-    0.9  # a component's scale: this quantile minus the median, on the calibration split
-)
+# A component's scale: this quantile minus the median, on the calibration split.
+SPREAD_QUANTILE = 0.9
 # A spread below these would make a trace of colour, or of sharpening, look alien: JPEG chroma
 # noise reaches about 1% saturation on grey films.
 MIN_SPREAD = {

@@ -28,7 +28,6 @@ from db.queries import (
     review_summary,
 )
 from db.schema import Ensemble, Evaluation, Heatmap, Job, Model, Prediction
-from training.curves import pr_points, reliability, roc_points
 
 # Larger views (with the heatmap where stored) for the first images in sort order only, so a
 # 10,000-image job stays a file of tens of megabytes; the rest open their thumbnail.
@@ -101,8 +100,10 @@ def _item(row: Prediction, heatmap: Heatmap | None, large: bool) -> dict[str, An
     }
 
 
-def _curves(labelled: list[Prediction], threshold_rows: list[Prediction]) -> dict[str, Any]:
+def _curves(labelled: list[Prediction]) -> dict[str, Any]:
     """ROC, PR and reliability charts, the confusion matrix and the operating point."""
+    from training.curves import pr_points, reliability, roc_points  # cli/ imports training lazily
+
     y = [int(r.true_label == "PNEUMONIA") for r in labelled]
     p = [r.prob for r in labelled]
     called = [int(r.label == "PNEUMONIA") for r in labelled]
@@ -163,7 +164,7 @@ def job_page(session: Session, ref: str) -> str:
             "labelled": len(labelled),
             "heatmaps": len(maps),
         },
-        curves=_curves(labelled, scored) if labelled else None,
+        curves=_curves(labelled) if labelled else None,
         evaluations=[evaluation_row(e) for e in evaluations],
         items=items,
         errors=[{"path": r.path, "error": r.error} for r in errors],
