@@ -78,7 +78,7 @@ def _read(path: str | os.PathLike, header_only: bool):  # noqa: ANN202 - pydicom
     except FileNotFoundError:
         raise
     except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as exc:
-        raise DicomError(f"not a DICOM file pydicom can read: {_first_line(exc)}") from None
+        raise DicomError(f"not a DICOM file pydicom can read: {first_line(exc)}") from None
 
 
 def open_dicom(
@@ -111,9 +111,19 @@ def open_dicom(
     return _shrink(img, draft) if draft else img
 
 
+# A table over every value the stored bits can hold has 2^bits rows: 64 Ki for a 16-bit
+# radiograph, 4 Gi (32 GiB as int64) for a 32-bit dose grid. Past this many rows only the values
+# present in the frame are mapped, which the pixel count bounds.
+TABLE_LIMIT = 1 << 16
+
+
 def _displayed(pixels: np.ndarray, ds) -> np.ndarray:  # noqa: ANN001
     """Stored pixels -> uint8 display levels, one table lookup a pixel."""
-    return np.take(display_lut(ds), _lut_index(pixels, ds))
+    lo, hi = _stored_range(ds)
+    if hi - lo + 1 <= TABLE_LIMIT:
+        return np.take(display_lut(ds), _lut_index(pixels, ds))
+    present, index = np.unique(np.clip(pixels.astype(np.int64), lo, hi), return_inverse=True)
+    return display_levels(present, ds)[index.reshape(pixels.shape)]
 
 
 def _shrink(img: Image.Image, draft: int) -> Image.Image:
@@ -162,7 +172,7 @@ def _reduced_frame(ds, kind: str, draft: int) -> Image.Image:  # noqa: ANN001
         shift = 0 if kind == "JPEG" else _j2k_shift(frame)
         pixels = _pil_decode(frame, kind, draft)
     except (OSError, ValueError, StopIteration, SyntaxError) as exc:
-        reason = _first_line(exc)
+        reason = first_line(exc)
         raise DicomError(f"cannot decode DICOM pixel data ({kind}): {reason}") from None
     if shift:
         pixels = pixels >> shift
@@ -236,7 +246,7 @@ def _decode_failure(ds, exc: Exception) -> str:  # noqa: ANN001
 
     uid = _syntax(ds)
     if uid is None:
-        return f"cannot decode DICOM pixel data (no transfer syntax): {_first_line(exc)}"
+        return f"cannot decode DICOM pixel data (no transfer syntax): {first_line(exc)}"
     name = f"{uid.name} ({uid})"
     try:
         decoder = get_decoder(uid)
@@ -245,7 +255,7 @@ def _decode_failure(ds, exc: Exception) -> str:  # noqa: ANN001
     if not decoder.is_available:
         package = next((p for k, p in _PLUGINS.items() if k in uid.name), "pylibjpeg")
         return f"cannot decode DICOM pixel data in {name}: install {package}"
-    return f"cannot decode DICOM pixel data in {name}: {_first_line(exc)}"
+    return f"cannot decode DICOM pixel data in {name}: {first_line(exc)}"
 
 
 def _stored_range(ds) -> tuple[int, int]:  # noqa: ANN001
@@ -256,24 +266,36 @@ def _stored_range(ds) -> tuple[int, int]:  # noqa: ANN001
 
 
 def display_lut(ds) -> np.ndarray:  # noqa: ANN001
-    """uint8 display level of every stored value from the lowest the stored bits can hold.
+    """uint8 display level of every stored value from the lowest the stored bits can hold
+    (at most TABLE_LIMIT of them: larger ranges are refused, never tabulated).
 
     Values past the stored range (set high bits in a badly written file) are clipped to it."""
+    lo, hi = _stored_range(ds)
+    if hi - lo + 1 > TABLE_LIMIT:
+        raise DicomError(f"a display table of {hi - lo + 1:,} values is not built")
+    return display_levels(np.arange(lo, hi + 1), ds)
+
+
+def display_levels(stored: np.ndarray, ds) -> np.ndarray:  # noqa: ANN001
+    """uint8 display levels of some stored values (integers within the stored range)."""
     from pydicom.pixels import apply_modality_lut
 
     lo, hi = _stored_range(ds)
     try:  # integers in: a Modality LUT Sequence indexes its table with them
-        values = apply_modality_lut(np.arange(lo, hi + 1), ds)
-        unit = _voi(np.asarray(values, dtype=np.float64), ds)
+        values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
+        # The full-range VOI spans what the stored bits can hold, not only the values present.
+        ends = np.asarray(apply_modality_lut(np.array([lo, hi]), ds), dtype=np.float64)
+        unit = _voi(values, ds, (min(values.min(), ends.min()), max(values.max(), ends.max())))
     except (ValueError, TypeError, IndexError, KeyError) as exc:
-        raise DicomError(f"cannot apply the DICOM display chain: {_first_line(exc)}") from None
+        raise DicomError(f"cannot apply the DICOM display chain: {first_line(exc)}") from None
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         unit = 1.0 - unit  # MONOCHROME1 shows low values white: invert to match MONOCHROME2
     return np.rint(np.clip(unit, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def _voi(values: np.ndarray, ds) -> np.ndarray:  # noqa: ANN001
-    """Modality values -> 0-1: the first VOI LUT, else the first window, else full range."""
+def _voi(values: np.ndarray, ds, full: tuple[float, float]) -> np.ndarray:  # noqa: ANN001
+    """Modality values -> 0-1: the first VOI LUT, else the first window, else the `full`
+    (low, high) range of modality values."""
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
         from pydicom.pixels import apply_voi
 
@@ -283,7 +305,7 @@ def _voi(values: np.ndarray, ds) -> np.ndarray:  # noqa: ANN001
     centre, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
     if centre is not None and width is not None and width > 0:
         return window(values, centre, width, str(ds.get("VOILUTFunction", "LINEAR")).upper())
-    low, high = float(values.min()), float(values.max())
+    low, high = float(full[0]), float(full[1])
     return (values - low) / (high - low) if high > low else np.zeros_like(values)
 
 
@@ -360,10 +382,11 @@ def patient_hash(patient_id: str, salt: str | None = None) -> str | None:
 def _header(path: str | os.PathLike):  # noqa: ANN202 - a pydicom Dataset, or None
     try:
         return _read(path, header_only=True)
-    except (DicomError, OSError):
+    except Exception:  # any failure to read a header leaves the row without an identity
         return None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An exception's message as one line (its type's name when it has none)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

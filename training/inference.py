@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from training.checkpoint import ModelBundle
+from training.dicom import first_line
 from training.models import split_logits
 from training.preprocess import Normalizer, decode_many
 from training.review_features import feature_tap
@@ -132,6 +133,39 @@ def _outputs(
     return prob, viral, review, maps
 
 
+Outputs = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]
+
+
+def _guarded_outputs(
+    bundle: ModelBundle,
+    images: torch.Tensor,
+    explain: bool,
+    positions: list[int],
+    errors: dict[int, str],
+) -> tuple[list[int], Outputs]:
+    """(the positions answered, _outputs on them). When the batch fails, each image is scored
+    alone: one that fails on its own gets an error (by position) and the rest are answered."""
+    with suppress(Exception):
+        return positions, _outputs(bundle, images, explain)
+    kept, parts = [], []
+    for i, position in enumerate(positions):
+        try:
+            parts.append(_outputs(bundle, images[i : i + 1], explain))
+        except Exception as exc:
+            errors[position] = f"cannot score image: {type(exc).__name__}: {first_line(exc)}"
+            continue
+        kept.append(position)
+    return kept, _concat(parts, explain)
+
+
+def _concat(parts: list[Outputs], explain: bool) -> Outputs:
+    """Per-image outputs joined as one batch's (empty when no image was answered)."""
+    if not parts:
+        return torch.empty(0), None, None, (torch.empty(0, 0, 0) if explain else None)
+    fields = [None if f[0] is None else torch.cat(f) for f in zip(*parts, strict=True)]
+    return fields[0], fields[1], fields[2], fields[3]
+
+
 def score_files_multi(
     bundles: Sequence[ModelBundle],
     paths: Sequence[str | os.PathLike],
@@ -158,14 +192,16 @@ def score_files_multi(
             decoded = decode_many(chunk, size, equalize_mode=equalize, crop=crop)
             result.errors.update({start + i: msg for i, msg in decoded.errors.items()})
             positions = [start + i for i in decoded.ok_index]
-            columns = torch.tensor(positions, dtype=torch.long)
             for m in members:
-                prob, viral, review, maps = _outputs(bundles[m], decoded.tensor, explain)
+                kept, (prob, viral, review, maps) = _guarded_outputs(
+                    bundles[m], decoded.tensor, explain, positions, result.errors
+                )
+                columns = torch.tensor(kept, dtype=torch.long)
                 result.probs[m, columns] = prob.double()
                 if viral is not None:
                     result.viral[m, columns] = viral.double()
                 if review is not None:
                     result.review[m, columns] = review.double()
                 if maps is not None:
-                    result.maps[m].update(zip(positions, maps, strict=True))
+                    result.maps[m].update(zip(kept, maps, strict=True))
     return result

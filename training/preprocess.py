@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from training.dicom import DicomError, open_image
+from training.dicom import DicomError, first_line, open_image
 from training.equalize import equalize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -143,6 +143,8 @@ def decode_many(
             return decode_image(path, size, equalize_mode, crop)
         except ImageDecodeError as exc:
             return str(exc)
+        except Exception as exc:  # MemoryError too: one file never fails the others
+            return f"cannot decode image: {type(exc).__name__}: {first_line(exc)}"
 
     if threads > 1 and len(paths) > 1:
         with ThreadPoolExecutor(threads) as pool:
