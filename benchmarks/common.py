@@ -58,9 +58,9 @@ def store_untrained_model(arch: str = "googlenet", img_size: int = 64, seed: int
     """A model row with freshly initialised weights: speed does not depend on the weights."""
     from db.session import session_scope
     from db.store import save_model
-    from training.checkpoint import ModelBundle, sha256, to_bytes
-    from training.models import create_model
-    from training.preprocess import Normalizer
+    from training.data.preprocess import Normalizer
+    from training.models.checkpoint import ModelBundle, sha256, to_bytes
+    from training.models.registry import create_model
 
     torch.manual_seed(seed)
     model = create_model(arch, img_size).eval()

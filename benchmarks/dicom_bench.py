@@ -24,7 +24,7 @@ from PIL import Image
 
 from benchmarks.common import SHARED, link_or_copy, machine
 from benchmarks.scoring_bench import _bundle, fast, store_model
-from training.dicom_write import DicomSpec, write_dicom
+from training.data.dicom_write import DicomSpec, write_dicom
 
 ENCODINGS = {
     "uncompressed, 16-bit MONOCHROME1, window": DicomSpec(bits=16, monochrome1=True, window=True),

@@ -16,8 +16,8 @@ Printed as a markdown table (and written to --out FILE):
 - randomisation (Adebayo et al. 2018): the mean Spearman correlation between the trained
   model's maps and those of the same arch with freshly initialised weights (seeded): near 1
   would mean the maps show the image rather than what the model learned;
-- cost: milliseconds per image of `training.inference.predict_proba` vs `explain_batch` on the
-  same decoded images (median of --repeats runs after a warm-up).
+- cost: milliseconds per image of `training.scoring.inference.predict_proba` vs
+  `explain_batch` on the same decoded images (median of --repeats runs after a warm-up).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import SHARED, machine
-from training.checkpoint import ModelBundle
+from training.models.checkpoint import ModelBundle
 
 DEFAULT_IMAGES = SHARED / "chest_xray" / "test" / "PNEUMONIA"
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
@@ -52,7 +52,7 @@ def load_served(ref: str) -> tuple[str, ModelBundle]:
 
 def kind_head_of(bundle: ModelBundle) -> str:
     """The kind head the model was trained with: from its config, else its output's width."""
-    from training.models import KIND_HEADS
+    from training.models.registry import KIND_HEADS
 
     if bundle.config.get("kind_head") in KIND_HEADS:
         return bundle.config["kind_head"]
@@ -66,8 +66,8 @@ def kind_head_of(bundle: ModelBundle) -> str:
 def random_twin(bundle: ModelBundle, seed: int) -> torch.nn.Module:
     """The same arch, input size and head with freshly initialised (seeded) weights, served
     the same way (eval, batch norms folded, channels last)."""
-    from training.inference import fold_batchnorm
-    from training.models import create_model
+    from training.models.registry import create_model
+    from training.scoring.inference import fold_batchnorm
 
     torch.manual_seed(seed)
     model = create_model(bundle.arch, bundle.img_size, kind_head=kind_head_of(bundle)).eval()
@@ -76,7 +76,7 @@ def random_twin(bundle: ModelBundle, seed: int) -> torch.nn.Module:
 
 def decode_folder(folder: Path, limit: int, bundle: ModelBundle) -> torch.Tensor:
     """The folder's images (the first `limit`, 0 = all) as the model serves them."""
-    from training.preprocess import decode_many
+    from training.data.preprocess import decode_many
 
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     paths = paths[:limit] if limit > 0 else paths
@@ -103,7 +103,7 @@ def median_seconds(fns: list[Callable[[], object]], repeats: int) -> list[float]
 
 
 def deletion_rows(bundle: ModelBundle, images: torch.Tensor, maps: torch.Tensor) -> list[str]:
-    from training.explain import deletion_drop
+    from training.explain.gradcam import deletion_drop
 
     rows = []
     for fill, what in (("blur", "a blurred copy"), ("mean", "the image's mean grey")):
@@ -119,8 +119,8 @@ def deletion_rows(bundle: ModelBundle, images: torch.Tensor, maps: torch.Tensor)
 
 
 def timing_rows(bundle: ModelBundle, images: torch.Tensor, repeats: int) -> list[str]:
-    from training.explain import explain_batch
-    from training.inference import predict_proba
+    from training.explain.gradcam import explain_batch
+    from training.scoring.inference import predict_proba
 
     n = images.shape[0]
     plain, explain = median_seconds(
@@ -138,7 +138,7 @@ def timing_rows(bundle: ModelBundle, images: torch.Tensor, repeats: int) -> list
 
 
 def report(args: argparse.Namespace) -> str:
-    from training.explain import explain_batch, randomization_check, target_layer
+    from training.explain.gradcam import explain_batch, randomization_check, target_layer
 
     source, bundle = load_served(args.model)
     images = decode_folder(args.images, args.limit, bundle)

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import SHARED, machine
-from training.config import make_config
-from training.train_loop import fit
+from training.fitting.config import make_config
+from training.fitting.train_loop import fit
 
 COLUMNS = (
     ("val_roc_auc", "val AUC"),

@@ -22,9 +22,9 @@ from benchmarks.common import SHARED, machine, repeated_fullres
 from benchmarks.ood_zoo import build
 from db.schema import Ensemble
 from db.session import session_scope
-from training.data_files import label_from_path
-from training.metrics import roc_auc
-from training.review import REASONS, Verdict
+from training.data.data_files import label_from_path
+from training.evaluation.metrics import roc_auc
+from training.review.verdicts import REASONS, Verdict
 from worker.scorers import Answers, Scorer, ensemble_scorer, member_and_combined_probs
 
 TEST = SHARED / "chest_xray" / "test"
@@ -56,9 +56,9 @@ def tuning_split(scorer: Scorer) -> tuple[list[str], torch.Tensor]:
     """The first model's tuning split (the patients its flag lines were set on), rebuilt from
     its stored config and data folder."""
     from db.schema import Model
-    from training.config import TrainConfig
-    from training.data_files import find_splits
-    from training.train_loop import three_way_split
+    from training.data.data_files import find_splits
+    from training.fitting.config import TrainConfig
+    from training.fitting.train_loop import three_way_split
 
     with session_scope() as s:
         model = s.get(Model, scorer.model_ids[0])

@@ -31,15 +31,15 @@ from sqlalchemy import create_engine, select
 from torchvision import transforms
 
 from benchmarks.common import machine, repeated_fullres
-from training.metrics import roc_auc
+from training.evaluation.metrics import roc_auc
 
 
 def _bundle(model_db: str | None, model_id: int | None = None):  # noqa: ANN202
     """(bundle, where it came from)."""
     from db.schema import Model
-    from training.checkpoint import ModelBundle, from_bytes
-    from training.models import create_model
-    from training.preprocess import Normalizer
+    from training.data.preprocess import Normalizer
+    from training.models.checkpoint import ModelBundle, from_bytes
+    from training.models.registry import create_model
 
     if model_db:
         with create_engine(model_db).connect() as conn:
@@ -59,8 +59,8 @@ def baseline(bundle, paths: list[str], db_url: str) -> tuple[float, list[float]]
     """The plain loop a first version would write."""
     from db.schema import Prediction
     from db.session import session_scope
-    from training.models import pneumonia_logit
-    from training.preprocess import central_box
+    from training.data.preprocess import central_box
+    from training.models.registry import pneumonia_logit
 
     tf = transforms.Compose(
         [
@@ -97,7 +97,7 @@ def store_model(bundle, db_url: str) -> None:  # noqa: ANN001
     """The benchmarked model as row 1, so cxrq's path loads it the way a worker does."""
     from db.schema import Model
     from db.session import session_scope
-    from training.checkpoint import sha256, to_bytes
+    from training.models.checkpoint import sha256, to_bytes
 
     data = to_bytes(bundle)
     with session_scope(db_url) as s:
@@ -196,7 +196,7 @@ def plain_loop_process(folder: Path) -> None:
     """The baseline as its own process: model 1 from CXRQ_DATABASE_URL, rows into it."""
     from db.schema import Model
     from db.session import session_scope
-    from training.checkpoint import from_bytes
+    from training.models.checkpoint import from_bytes
 
     with session_scope() as s:
         bundle = from_bytes(s.get(Model, 1).weights)

@@ -25,10 +25,10 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from benchmarks.common import SHARED, machine
-from training.config import make_config
-from training.data_files import find_splits
-from training.models import create_model
-from training.train_loop import Tensors, seed_everything, train_one_epoch
+from training.data.data_files import find_splits
+from training.fitting.config import make_config
+from training.fitting.train_loop import Tensors, seed_everything, train_one_epoch
+from training.models.registry import create_model
 
 
 def _slice(images: int) -> Path:
@@ -78,7 +78,7 @@ def baseline_epochs(arch: str, root: Path, epochs: int = 2) -> list[float]:
 
 
 def cxrq_epochs(arch: str, root: Path, epochs: int = 2, amp: bool = False) -> list[float]:
-    """cxrq's own loop (training.train_loop), seed augmentation, no balancing copies."""
+    """cxrq's own loop (training.fitting.train_loop), seed augmentation, no balancing copies."""
     config = make_config(arch, preset="seed", batch_size=32, balance="none", amp=amp)
     gen = seed_everything(0)
     model = create_model(arch, 64).to(memory_format=torch.channels_last)

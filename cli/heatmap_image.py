@@ -8,7 +8,7 @@ the image's own resolution:
     box = hottest_box(grid, h, w, image_size(path), crop)           # (left, top, right, bottom)
     box = render_overlay(path, grid, h, w, crop, "overlay.png")     # the same box, drawn
 
-Only PIL and numpy are imported here; `training.preprocess` (which imports torch) is imported
+Only PIL and numpy are imported here; `training.data.preprocess` (which imports torch) is imported
 inside `render_overlay`, and only for images of more than 8 bits a pixel, so the CLI can import
 this module freely.
 """
@@ -33,7 +33,7 @@ WORK_SIDE = 128
 # A pixel belongs to the hottest region from this fraction of the map's maximum, and only if it
 # is also among the hottest HOT_AREA of the region's pixels: a diffuse map (a whole lung field
 # above half its peak) would otherwise box the whole image. 10% is also what the deletion check
-# (training.explain.deletion_drop) removes.
+# (training.explain.gradcam.deletion_drop) removes.
 HOT_FRACTION = 0.5
 HOT_AREA = 0.10
 # An overlay is drawn at full resolution in RGB: refuse files that would need gigabytes.
@@ -80,7 +80,7 @@ def decode_grid(data: bytes, height: int, width: int) -> list[float]:
 def crop_region(image_size: tuple[int, int], crop: float = 1.0) -> Box:
     """The (left, top, right, bottom) part of the original image a model with this `crop` saw.
 
-    Same arithmetic as `training.preprocess.central_box` (including Python's round-half-even),
+    Same arithmetic as `training.data.preprocess.central_box` (including Python's round-half-even),
     kept here so locating a box does not import torch."""
     if not 0.0 < crop <= 1.0:
         raise ValueError(f"crop must be in (0, 1], got {crop}")
@@ -245,7 +245,7 @@ def open_rgb(image_path: str | os.PathLike) -> Image.Image:
                 f"image too large for an overlay: {w} x {h} pixels, limit {MAX_OVERLAY_PIXELS:,}"
             )
         if img.mode in ("I", "F") or img.mode.startswith("I;"):
-            from training.preprocess import to_8bit  # imports torch: only when needed
+            from training.data.preprocess import to_8bit  # imports torch: only when needed
 
             return to_8bit(img).convert("RGB")
         return img.convert("RGB")
@@ -254,7 +254,7 @@ def open_rgb(image_path: str | os.PathLike) -> Image.Image:
 @contextmanager
 def _opened(image_path: str | os.PathLike) -> Iterator[Image.Image]:
     """The image, open; a file that cannot be read or decoded is one HeatmapImageError line."""
-    from training.dicom import DicomError, open_image  # numpy, PIL and pydicom only
+    from training.data.dicom import DicomError, open_image  # numpy, PIL and pydicom only
 
     try:
         with open_image(image_path) as img:

@@ -130,7 +130,7 @@ def _score(
     prevalence: float | None = None,
     explain: str = "none",
 ) -> None:
-    from training.data_files import label_from_path
+    from training.data.data_files import label_from_path
     from worker import dispatch
     from worker.score_plan import plan_folder
 

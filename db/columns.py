@@ -1,6 +1,6 @@
 """The score columns an evaluation stores, named once for db.store, db.queries and the CLI's
 reports. Plain tuples in a module of their own: the CLI reads them without importing
-SQLAlchemy, so `cxrq --help` stays instant. (training.metrics names the same keys for the
+SQLAlchemy, so `cxrq --help` stays instant. (training.evaluation.metrics names the same keys for the
 dicts it returns; training never imports db.)"""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ RATES = ("f1", "precision", "sensitivity", "specificity", "accuracy", "roc_auc")
 COUNTS = ("tp", "fp", "tn", "fn", "threshold", "n")
 SCORE_COLUMNS = (*RATES, *COUNTS)
 # Bacterial vs viral over the PNEUMONIA images of known kind, VIRAL positive
-# (training.metrics.kind_scores); stored when the scores carry them.
+# (training.evaluation.metrics.kind_scores); stored when the scores carry them.
 KIND_COLUMNS = (
     "kind_accuracy",
     "kind_sensitivity",
@@ -28,6 +28,6 @@ REVIEW_COLUMNS = (
     "review",
     "review_reasons",
 )
-REVIEW_REASONS = ("not-cxr", "anomaly", "low-confidence")  # training.review.REASONS
-# What a prediction row keeps of a DICOM header (training.dicom.identity).
+REVIEW_REASONS = ("not-cxr", "anomaly", "low-confidence")  # training.review.verdicts.REASONS
+# What a prediction row keeps of a DICOM header (training.data.dicom.identity).
 IDENTITY_COLUMNS = ("sop_instance_uid", "patient_hash")

@@ -14,8 +14,8 @@ import sys
 from db.queries import resolve_ensemble, resolve_model
 from db.schema import Model
 from db.session import session_scope
-from training.ensemble_fit import cross_fitted
-from training.metrics import paired_auc_bootstrap
+from training.evaluation.metrics import paired_auc_bootstrap
+from training.scoring.ensemble_fit import cross_fitted
 from worker.ensemble_job import member_probabilities, validation_items
 
 N_BOOT = 2000

@@ -17,12 +17,17 @@ import torch
 
 from db.queries import resolve_model
 from db.session import session_scope
-from training.config import TrainConfig
-from training.data_files import LabeledImage, find_splits, pneumonia_kind
-from training.diagnosis import calibration_table, errors_by_group, operating_points, quartile_groups
-from training.inference import score_files_multi
-from training.prevalence import prior_shift
-from training.train_loop import choose_validation
+from training.data.data_files import LabeledImage, find_splits, pneumonia_kind
+from training.evaluation.error_analysis import (
+    calibration_table,
+    errors_by_group,
+    operating_points,
+    quartile_groups,
+)
+from training.fitting.config import TrainConfig
+from training.fitting.train_loop import choose_validation
+from training.scoring.inference import score_files_multi
+from training.scoring.prevalence import prior_shift
 from worker.model_cache import load_bundle
 
 
@@ -34,7 +39,7 @@ def _score(bundle, items: list[LabeledImage]):  # noqa: ANN001, ANN202
 
 
 def _image_stats(paths: list[str]) -> tuple[list[float], list[float]]:
-    from training.preprocess import decode_many
+    from training.data.preprocess import decode_many
 
     x = decode_many(paths, 64).tensor.double()
     return x.mean(dim=(1, 2, 3)).tolist(), x.std(dim=(1, 2, 3)).tolist()

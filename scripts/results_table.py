@@ -13,7 +13,7 @@ from cli.report_cmd import SIDE_BY_SIDE
 from db.queries import ensembles_report, models_report
 from db.schema import Model
 from db.session import session_scope
-from training.config import make_config
+from training.fitting.config import make_config
 
 DATA = "../shared/data/chest_xray"
 COLUMNS = (

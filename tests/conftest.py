@@ -139,7 +139,7 @@ def add_model_row(weights: bytes, name: str, arch: str, img_size: int = 32) -> i
     """A models row holding the given weights (a checkpoint, or deliberately not one)."""
     from db.schema import Model
     from db.session import session_scope
-    from training.checkpoint import sha256
+    from training.models.checkpoint import sha256
 
     with session_scope() as s:
         model = Model(

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from training.models import list_models
+from training.models.registry import list_models
 
 pytestmark = pytest.mark.slow
 

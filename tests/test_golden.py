@@ -24,7 +24,7 @@ from cli.main import cli
 from db.schema import Evaluation, Heatmap, Model, Prediction
 from db.session import session_scope
 from tests.conftest import make_xray
-from training.dicom_write import DicomSpec, write_dicom
+from training.data.dicom_write import DicomSpec, write_dicom
 
 GOLDEN = Path(__file__).parent / "golden" / "scoring.json"
 TOLERANCE = 1e-6

@@ -16,13 +16,13 @@ from db.queries import resolve_ensemble, resolve_model
 from db.schema import Ensemble, Model, utcnow
 from db.session import session_scope
 from db.store import save_evaluation
-from training.config import TrainConfig
-from training.data_files import LabeledImage, find_splits, kind_code
-from training.ensemble import combine
-from training.ensemble_fit import cross_fitted, fit_stack
-from training.inference import score_files_multi
-from training.metrics import binary_scores, kind_scores
-from training.train_loop import choose_validation
+from training.data.data_files import LabeledImage, find_splits, kind_code
+from training.evaluation.metrics import binary_scores, kind_scores
+from training.fitting.config import TrainConfig
+from training.fitting.train_loop import choose_validation
+from training.scoring.ensemble import combine
+from training.scoring.ensemble_fit import cross_fitted, fit_stack
+from training.scoring.inference import score_files_multi
 from worker.model_cache import load_bundle
 from worker.scorers import Scorer, combine_viral, ensemble_kind_threshold, ensemble_scorer
 

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from db.schema import Model
 from db.session import session_scope
 from db.settings import get_settings
-from training.checkpoint import ModelBundle, from_bytes, sha256
-from training.inference import fold_batchnorm
+from training.models.checkpoint import ModelBundle, from_bytes, sha256
+from training.scoring.inference import fold_batchnorm
 
 _loaded: dict[str, ModelBundle] = {}
 

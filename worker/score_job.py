@@ -29,8 +29,8 @@ from db.store import (
     upsert_heatmaps,
     upsert_predictions,
 )
-from training.data_files import kind_code, label_from_path
-from training.metrics import binary_scores, kind_scores
+from training.data.data_files import kind_code, label_from_path
+from training.evaluation.metrics import binary_scores, kind_scores
 from worker.lease import hold
 from worker.progress import ProgressFn
 from worker.scorers import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.data_files import list_images_report
+from training.data.data_files import list_images_report
 
 DEFAULT_CHUNK_SIZE = 256
 

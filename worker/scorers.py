@@ -12,11 +12,11 @@ from sqlalchemy.orm import Session
 from db.columns import IDENTITY_COLUMNS, REVIEW_COLUMNS
 from db.schema import CLASSES_BY_INDEX, Ensemble, Job, Model, scorer_key
 from db.session import session_scope
-from training.ensemble import combine
-from training.inference import score_files_multi
-from training.metrics import KIND_LABELS
-from training.prevalence import prior_shift
-from training.review import Verdict, ensemble_verdict, member_verdict
+from training.evaluation.metrics import KIND_LABELS
+from training.review.verdicts import Verdict, ensemble_verdict, member_verdict
+from training.scoring.ensemble import combine
+from training.scoring.inference import score_files_multi
+from training.scoring.prevalence import prior_shift
 from worker.model_cache import load_bundle
 
 # With --prevalence the corrected probability is decided at 0.5: the fewest-errors rule.
@@ -140,7 +140,7 @@ def _review(
 def _member_maps(
     answers: Answers, scorer: Scorer, bundles: list, maps: list[dict[int, torch.Tensor]]
 ) -> None:
-    from training.explain import TARGET_LAYERS
+    from training.explain.gradcam import TARGET_LAYERS
 
     for model_id, bundle, found in zip(scorer.model_ids, bundles, maps, strict=True):
         key = scorer_key(model_id)
@@ -149,7 +149,7 @@ def _member_maps(
 
 
 def map_method(layer: str) -> str:
-    from training.explain import INPUT
+    from training.explain.gradcam import INPUT
 
     return "input gradient" if layer == INPUT else f"grad-cam {layer}"
 
@@ -158,7 +158,7 @@ def _ensemble_maps(answers: Answers, scorer: Scorer, bundles: list) -> None:
     """The members' maps, weighted as the ensemble weighs its members (negative stacking
     weights count as 0). Members that see different crops of the image cannot be overlaid on
     one grid: then the ensemble stores no map of its own (each member's is stored)."""
-    from training.explain import combine_maps
+    from training.explain.gradcam import combine_maps
 
     if len({b.crop for b in bundles}) > 1:
         return
@@ -320,7 +320,7 @@ def prediction_rows(
 
 def heatmap_rows(job_id: int, paths: list[str], answers: Answers) -> list[dict[str, Any]]:
     """One heatmap row per scorer and image it mapped (db.schema.Heatmap)."""
-    from training.explain import encode_grid
+    from training.explain.gradcam import encode_grid
 
     rows = []
     for key, maps in answers.maps.items():
@@ -343,7 +343,7 @@ def heatmap_rows(job_id: int, paths: list[str], answers: Answers) -> list[dict[s
 
 def add_identities(rows: list[dict[str, Any]]) -> None:
     """A DICOM file's SOP Instance UID and salted patient hash on each of its rows."""
-    from training.dicom import identity
+    from training.data.dicom import identity
 
     known: dict[str, Any] = {}
     for row in rows:

@@ -13,11 +13,11 @@ from db import work
 from db.schema import Job, utcnow
 from db.session import DatabaseError, session_scope
 from db.store import finish_job, get_job, mark_running, save_evaluation, save_model
-from training.checkpoint import sha256, to_bytes
-from training.config import TrainConfig, make_config
-from training.data_files import find_splits
-from training.models import UnknownModelError, list_models
-from training.train_loop import TrainingCancelled, TrainResult, fit
+from training.data.data_files import find_splits
+from training.fitting.config import TrainConfig, make_config
+from training.fitting.train_loop import TrainingCancelled, TrainResult, fit
+from training.models.checkpoint import sha256, to_bytes
+from training.models.registry import UnknownModelError, list_models
 from worker.lease import Lease, hold
 from worker.progress import JobProgress, ProgressFn
 from worker.retry import with_db_retry

@@ -21,7 +21,7 @@ def _data_uri(img: Image.Image, quality: int) -> str:
 
 def _small(path: str | os.PathLike, size: int) -> Image.Image:
     from cli.heatmap_image import open_rgb  # 16-bit files scaled as the model saw them
-    from training.dicom import open_image
+    from training.data.dicom import open_image
 
     with open_image(path, size) as img:
         img.draft("RGB", (size, size))  # JPEG decodes at 1/2, 1/4 or 1/8 scale: much faster

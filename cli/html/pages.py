@@ -102,7 +102,11 @@ def _item(row: Prediction, heatmap: Heatmap | None, large: bool) -> dict[str, An
 
 def _curves(labelled: list[Prediction]) -> dict[str, Any]:
     """ROC, PR and reliability charts, the confusion matrix and the operating point."""
-    from training.curves import pr_points, reliability, roc_points  # cli/ imports training lazily
+    from training.evaluation.curves import (  # cli/ imports training lazily
+        pr_points,
+        reliability,
+        roc_points,
+    )
 
     y = [int(r.true_label == "PNEUMONIA") for r in labelled]
     p = [r.prob for r in labelled]

@@ -123,7 +123,7 @@ def test_db_upgrade(db_url: str) -> None:
 def test_score_at_a_stated_prevalence_restates_p_and_decides_at_half(
     trained: int, tmp_path: Path
 ) -> None:
-    from training.prevalence import prior_shift
+    from training.scoring.prevalence import prior_shift
 
     folder = tmp_path / "xrays"
     for i in range(4):
@@ -190,7 +190,7 @@ def test_a_diverged_training_fails_its_job_and_stores_no_model(
 
 
 def test_a_model_that_outputs_nan_gives_error_rows_not_normal(trained: int, tmp_path: Path) -> None:
-    from training.checkpoint import from_bytes, sha256, to_bytes
+    from training.models.checkpoint import from_bytes, sha256, to_bytes
 
     with session_scope() as s:  # the weights a diverged run would have stored
         model = s.get(Model, trained)

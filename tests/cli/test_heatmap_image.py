@@ -69,7 +69,7 @@ def test_decode_grid_reads_little_endian_whatever_the_host() -> None:
 @pytest.mark.parametrize("size", [(400, 300), (1001, 777), (5, 3), (2, 2), (3000, 2400)])
 @pytest.mark.parametrize("crop", [1.0, 0.9, 0.875, 0.8, 0.5, 0.33])
 def test_crop_region_is_the_models_central_box(size: tuple[int, int], crop: float) -> None:
-    from training.preprocess import central_box
+    from training.data.preprocess import central_box
 
     assert crop_region(size, crop) == central_box(size, crop)
 
@@ -295,7 +295,7 @@ def test_importing_the_module_does_not_import_torch() -> None:
 
 
 def test_a_dicom_is_drawn_as_displayed_and_a_broken_one_is_one_line(tmp_path) -> None:
-    from training.dicom_write import DicomSpec, write_dicom
+    from training.data.dicom_write import DicomSpec, write_dicom
 
     gray = np.random.default_rng(0).integers(0, 256, (40, 60), dtype=np.uint8)
     write_dicom(tmp_path / "x.dcm", gray, DicomSpec(bits=16, monochrome1=True))

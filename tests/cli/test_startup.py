@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 
 from tests.conftest import add_model_row, make_xray
-from training.checkpoint import ModelBundle, to_bytes
-from training.models import create_model
-from training.preprocess import Normalizer
+from training.data.preprocess import Normalizer
+from training.models.checkpoint import ModelBundle, to_bytes
+from training.models.registry import create_model
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = """

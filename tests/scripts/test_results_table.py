@@ -8,7 +8,7 @@ from scripts.results_table import (
     model_line,
     train_command,
 )
-from training.config import make_config
+from training.fitting.config import make_config
 
 
 def test_a_selected_ensemble_is_recreated_with_its_dropped_members() -> None:
@@ -62,7 +62,7 @@ def test_an_older_config_without_the_newer_options_gets_no_flag_for_them() -> No
 
 
 def test_a_key_the_preset_lacks_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Preset:  # as if training.config no longer (or not yet) had `equalize`
+    class Preset:  # as if training.fitting.config no longer (or not yet) had `equalize`
         def to_dict(self) -> dict:
             d = make_config("cnn", "seed").to_dict()
             del d["equalize"]
@@ -107,7 +107,7 @@ def test_every_line_has_validation_and_test_columns() -> None:
 
 def test_a_pretrained_model_gets_its_boolean_flag() -> None:
     from scripts.results_table import train_command
-    from training.config import make_config
+    from training.fitting.config import make_config
 
     config = make_config("efficientnet_lite0", "tuned", pretrained=True).to_dict()
     assert "--pretrained" in train_command("efficientnet_lite0", config)

@@ -1,6 +1,6 @@
 import torch
 
-from training.augment import apply_flips, balance_with_flips, random_rotate
+from training.data.augment import apply_flips, balance_with_flips, random_rotate
 
 
 def test_balance_adds_flipped_minority_copies_to_exactly_50_50() -> None:
@@ -41,7 +41,7 @@ def test_rotation_is_small_and_seeded() -> None:
 
 
 def test_photometric_is_seeded_bounded_and_off_at_zero() -> None:
-    from training.augment import random_photometric
+    from training.data.augment import random_photometric
 
     x = torch.rand(6, 3, 16, 16)
     assert torch.equal(random_photometric(x, 0.0, None), x)
@@ -54,7 +54,7 @@ def test_photometric_is_seeded_bounded_and_off_at_zero() -> None:
 
 
 def test_balanced_sampling_draws_both_classes_evenly_from_their_own_images() -> None:
-    from training.augment import balanced_sample
+    from training.data.augment import balanced_sample
 
     labels = torch.tensor([0] * 30 + [1] * 270)
     picks = balanced_sample(labels, torch.Generator().manual_seed(0))

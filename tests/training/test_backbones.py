@@ -5,7 +5,7 @@ import pytest
 import torch
 from torchvision.models import googlenet, resnet50
 
-from training.backbones import GoogLeNet, ResNet50
+from training.models.backbones import GoogLeNet, ResNet50
 
 PAIRS = {
     "googlenet": (

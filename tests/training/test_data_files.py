@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_xray
-from training.data_files import (
+from training.data.data_files import (
     DataLayoutError,
     find_splits,
     label_from_path,

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from training.data_files import pneumonia_kind
-from training.diagnosis import (
+from training.data.data_files import pneumonia_kind
+from training.evaluation.error_analysis import (
     calibration_table,
     errors_by_group,
     operating_points,

@@ -7,17 +7,17 @@ import pydicom
 import pytest
 from PIL import Image
 
-from training.data_files import is_image_file, list_images, patient_id
-from training.dicom import (
+from training.data.data_files import is_image_file, list_images, patient_id
+from training.data.dicom import (
     DicomError,
     identity,
     is_dicom,
     open_dicom,
     patient_hash,
 )
-from training.dicom_write import DicomSpec, write_dicom
-from training.preprocess import ImageDecodeError, decode_image
-from training.splits import patient_split
+from training.data.dicom_write import DicomSpec, write_dicom
+from training.data.preprocess import ImageDecodeError, decode_image
+from training.data.splits import patient_split
 
 # (spec, largest mean and max absolute difference from the source, in 8-bit levels).
 # Lossless encodings without a VOI LUT give the source back exactly; the VOI LUT case stores
@@ -132,7 +132,7 @@ def test_files_that_are_not_one_radiograph_are_one_line_errors(xray, tmp_path) -
 def test_compressed_frames_decode_at_reduced_scale(case, xray, tmp_path, monkeypatch) -> None:
     """What keeps DICOM scoring near JPEG speed: PIL decodes these frames at reduced scale,
     and pydicom's full-size decoders are not called."""
-    import training.dicom
+    import training.data.dicom
 
     path = tmp_path / "x.dcm"
     write_dicom(path, xray[1], CASES[case][0])
@@ -140,19 +140,19 @@ def test_compressed_frames_decode_at_reduced_scale(case, xray, tmp_path, monkeyp
     def full_size(ds):  # noqa: ANN001, ANN202
         raise AssertionError("decoded at full size")
 
-    monkeypatch.setattr(training.dicom, "_pixel_array", full_size)
+    monkeypatch.setattr(training.data.dicom, "_pixel_array", full_size)
     assert open_dicom(path, draft=64).size[0] < xray[1].shape[1]
 
 
 def test_a_size_pillow_rejects_at_one_level_still_decodes_reduced(tmp_path, monkeypatch) -> None:
     """Pillow refuses a 1963 x 2172 JPEG 2000 frame at 1/8 (not at 1/4): fewer levels are
     tried before a full-size decode, which costs ~20x as much."""
-    import training.dicom
+    import training.data.dicom
 
     y, x = np.mgrid[0:2172, 0:1963]
     smooth = ((x + y) * 255 / (2172 + 1963)).astype(np.uint8)
     write_dicom(tmp_path / "x.dcm", smooth, DicomSpec(bits=12, encoding="jpeg2000"))
-    monkeypatch.setattr(training.dicom, "_pixel_array", None)  # a full-size decode would fail
+    monkeypatch.setattr(training.data.dicom, "_pixel_array", None)  # a full-size decode would fail
     reduced = open_dicom(tmp_path / "x.dcm", draft=128)
     assert reduced.size == (491, 543)  # 1/4
     expected = np.array(Image.fromarray(smooth).resize(reduced.size, Image.Resampling.BOX))
@@ -173,7 +173,7 @@ def test_a_missing_decoder_names_the_syntax_and_what_to_install(xray, tmp_path, 
 
 
 def test_patients_come_from_the_header_and_stay_on_one_side(xray, tmp_path) -> None:
-    from training.data_files import LabeledImage
+    from training.data.data_files import LabeledImage
 
     items = []
     for i in range(12):  # six patients, two films each, under names that say nothing

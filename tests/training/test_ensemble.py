@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from training.ensemble import (
+from training.scoring.ensemble import (
     balanced_threshold,
     combine,
     fit_stacking,
@@ -61,7 +61,7 @@ def test_balanced_threshold_maximises_sensitivity_plus_specificity() -> None:
 
 
 def test_sensitivity_threshold_keeps_the_target_share_of_positives() -> None:
-    from training.ensemble import sensitivity_threshold
+    from training.scoring.ensemble import sensitivity_threshold
 
     y = torch.tensor([1] * 20 + [0] * 5)
     prob = torch.cat([torch.linspace(0.05, 1.0, 20), torch.full((5,), 0.01)])

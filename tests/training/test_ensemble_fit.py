@@ -1,7 +1,7 @@
 import torch
 
-from training.ensemble_fit import cross_fitted, fit_stack, group_folds, select_members
-from training.metrics import roc_auc
+from training.evaluation.metrics import roc_auc
+from training.scoring.ensemble_fit import cross_fitted, fit_stack, group_folds, select_members
 
 
 def _members(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

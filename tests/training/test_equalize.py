@@ -6,11 +6,11 @@ import torch
 from PIL import Image
 
 from tests.conftest import make_xray
-from training.checkpoint import ModelBundle, from_bytes, to_bytes
-from training.equalize import clahe, equalize
-from training.inference import score_files_multi
-from training.models import create_model
-from training.preprocess import Normalizer, decode_image
+from training.data.equalize import clahe, equalize
+from training.data.preprocess import Normalizer, decode_image
+from training.models.checkpoint import ModelBundle, from_bytes, to_bytes
+from training.models.registry import create_model
+from training.scoring.inference import score_files_multi
 
 
 def _dim_gradient(h: int = 96, w: int = 80) -> np.ndarray:

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from training.explain import (
+from training.data.preprocess import Normalizer
+from training.explain.gradcam import (
     INPUT,
     TARGET_LAYERS,
     average_ranks,
@@ -19,9 +20,8 @@ from training.explain import (
     randomization_check,
     spearman,
 )
-from training.inference import fold_batchnorm
-from training.models import create_model, list_models
-from training.preprocess import Normalizer
+from training.models.registry import create_model, list_models
+from training.scoring.inference import fold_batchnorm
 
 # The smallest input each arch takes and still keeps a spatial grid at its target layer.
 SIZES = {"mlp": 16, "cnn": 16, "efficientnet_lite0": 32}
@@ -160,7 +160,7 @@ def test_threads_sharing_one_model_get_their_own_maps() -> None:
     another thread's forward, whether that one explains or only scores."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from training.inference import predict_proba
+    from training.scoring.inference import predict_proba
 
     model, norm = _served("cnn", 16), Normalizer()
     batches = [_images(8, 16, seed) for seed in range(6)]

@@ -7,13 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import make_xray
-from training.checkpoint import ModelBundle, from_bytes, to_bytes
-from training.config import make_config
-from training.data_files import kind_code, pneumonia_kind
-from training.metrics import kind_scores
-from training.models import KIND_HEADS, create_model, list_models, split_logits
-from training.preprocess import Normalizer
-from training.train_loop import fit
+from training.data.data_files import kind_code, pneumonia_kind
+from training.data.preprocess import Normalizer
+from training.evaluation.metrics import kind_scores
+from training.fitting.config import make_config
+from training.fitting.train_loop import fit
+from training.models.checkpoint import ModelBundle, from_bytes, to_bytes
+from training.models.registry import KIND_HEADS, create_model, list_models, split_logits
 
 
 @pytest.mark.parametrize(

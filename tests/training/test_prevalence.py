@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from training.prevalence import PrevalenceError, prior_shift
+from training.scoring.prevalence import PrevalenceError, prior_shift
 
 
 def test_the_same_prevalence_changes_nothing() -> None:

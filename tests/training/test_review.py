@@ -11,10 +11,11 @@ import torch
 from PIL import Image, ImageOps
 
 from tests.conftest import make_xray
-from training.checkpoint import ModelBundle, from_bytes, to_bytes
-from training.models import create_model
-from training.preprocess import Normalizer, decode_many
-from training.review import (
+from training.data.preprocess import Normalizer, decode_many
+from training.models.checkpoint import ModelBundle, from_bytes, to_bytes
+from training.models.registry import create_model
+from training.review.features import Gaussian, feature_tap, image_statistics, last_linear
+from training.review.verdicts import (
     ANY_FLAG_BUDGET,
     NOT_CXR_BUDGET,
     Calibration,
@@ -24,7 +25,6 @@ from training.review import (
     line_above,
     member_verdict,
 )
-from training.review_features import Gaussian, feature_tap, image_statistics, last_linear
 
 
 def test_line_above_lets_at_most_the_share_through() -> None:
@@ -179,10 +179,10 @@ def test_real_xrays_tell_apart_the_generated_zoo(shared_data: Path, tmp_path: Pa
     """A quick CNN on 300 real X-rays: its not-cxr score ranks the zoo (photos, documents,
     noise, broken films) above test/'s X-rays, and flags few of test/."""
     from benchmarks.ood_zoo import build
-    from training.config import make_config
-    from training.inference import score_files_multi
-    from training.metrics import roc_auc
-    from training.train_loop import fit
+    from training.evaluation.metrics import roc_auc
+    from training.fitting.config import make_config
+    from training.fitting.train_loop import fit
+    from training.scoring.inference import score_files_multi
 
     config = make_config("cnn", epochs=2, max_images_per_class=150)
     bundle = fit(config, shared_data / "chest_xray").bundle

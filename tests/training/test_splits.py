@@ -2,8 +2,8 @@ from collections import Counter
 
 import pytest
 
-from training.data_files import LabeledImage, find_splits
-from training.splits import patient_split
+from training.data.data_files import LabeledImage, find_splits
+from training.data.splits import patient_split
 
 
 def _items() -> list[LabeledImage]:

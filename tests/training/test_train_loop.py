@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from tests.conftest import make_dataset, make_xray
-from training.config import UnknownPresetError, make_config
-from training.train_loop import TrainingCancelled, TrainingDataError, TrainingDiverged, fit
+from training.fitting.config import UnknownPresetError, make_config
+from training.fitting.train_loop import TrainingCancelled, TrainingDataError, TrainingDiverged, fit
 
 
 def _config(**kw):
@@ -85,8 +85,8 @@ def test_tuned_preset_picks_epoch_and_threshold_on_the_tuning_split(tmp_path: Pa
 
 
 def test_train_tune_and_validation_share_no_patient(shared_data: Path) -> None:
-    from training.data_files import find_splits
-    from training.train_loop import choose_validation, three_way_split
+    from training.data.data_files import find_splits
+    from training.fitting.train_loop import choose_validation, three_way_split
 
     splits = find_splits(shared_data / "chest_xray")
     train, tune, val, _ = three_way_split(splits, make_config("cnn", preset="tuned"))
@@ -110,7 +110,7 @@ def test_new_recipe_options_train_and_travel_with_the_model(tiny_dataset: Path) 
 
 
 def test_unbalanced_training_records_the_share_it_saw(tiny_dataset: Path) -> None:
-    from training.train_loop import train_prior
+    from training.fitting.train_loop import train_prior
 
     labels = torch.tensor([0, 1, 1, 1])
     assert train_prior(_config(balance="none"), labels) == 0.75
@@ -125,10 +125,10 @@ def test_label_smoothing_changes_the_run(tiny_dataset: Path) -> None:
 
 
 def test_sensitivity_threshold_rule_is_fitted_on_the_tuning_split(tmp_path: Path) -> None:
-    from training.data_files import find_splits
-    from training.ensemble import sensitivity_threshold
-    from training.inference import predict_proba
-    from training.train_loop import Tensors, three_way_split
+    from training.data.data_files import find_splits
+    from training.fitting.train_loop import Tensors, three_way_split
+    from training.scoring.ensemble import sensitivity_threshold
+    from training.scoring.inference import predict_proba
 
     root = make_dataset(tmp_path / "d", per_class=30, images_per_patient=1)
     config = make_config(
@@ -153,8 +153,8 @@ def test_a_diverged_run_stops_with_a_one_line_error(tiny_dataset: Path, preset: 
 
 
 def test_the_first_non_finite_loss_stops_the_epoch(tiny_dataset: Path) -> None:
-    from training.models import create_model
-    from training.train_loop import Tensors, train_one_epoch
+    from training.fitting.train_loop import Tensors, train_one_epoch
+    from training.models.registry import create_model
 
     model = create_model("cnn", img_size=32)
     with torch.no_grad():

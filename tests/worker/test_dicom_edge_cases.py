@@ -21,8 +21,8 @@ from cli.main import cli
 from db.schema import Job, Prediction
 from db.session import session_scope
 from tests.conftest import REDIS_URL
-from training.dicom import display_lut, open_dicom
-from training.preprocess import decode_many
+from training.data.dicom import display_lut, open_dicom
+from training.data.preprocess import decode_many
 
 RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
 SR_DOCUMENT = "1.2.840.10008.5.1.4.1.1.88.11"
@@ -150,7 +150,7 @@ def test_every_edge_case_decodes_or_gives_one_line(tmp_path) -> None:
 
 def test_a_file_that_raises_anything_is_its_own_error_row(tmp_path, monkeypatch) -> None:
     """MemoryError (or any exception) from one file's decode: an error for that file only."""
-    import training.preprocess as preprocess
+    import training.data.preprocess as preprocess
 
     files = edge_folder(tmp_path / "edge")[:4]
     real = preprocess.decode_image
@@ -227,9 +227,9 @@ class _FailsOnBright(torch.nn.Module):
 
 
 def test_an_image_the_model_fails_on_is_its_own_error_row(tmp_path) -> None:
-    from training.checkpoint import ModelBundle
-    from training.inference import score_files_multi
-    from training.preprocess import Normalizer
+    from training.data.preprocess import Normalizer
+    from training.models.checkpoint import ModelBundle
+    from training.scoring.inference import score_files_multi
 
     paths = []
     for i, level in enumerate((10, 250, 30, 40)):

@@ -17,8 +17,8 @@ from cli.main import cli
 from db.schema import Job, Model, Prediction
 from db.session import session_scope
 from tests.conftest import REDIS_URL, make_xray
-from training.data_files import find_splits
-from training.dicom_write import DicomSpec, write_dicom
+from training.data.data_files import find_splits
+from training.data.dicom_write import DicomSpec, write_dicom
 
 # Every encoding the reader handles, one per source image (cycled).
 SPECS = {

@@ -8,7 +8,7 @@ from db.session import session_scope
 from db.store import create_job
 from db.work import claim, create_units
 from tests.conftest import make_xray
-from training.config import make_config
+from training.fitting.config import make_config
 from worker import score_job, train_job
 from worker.score_job import (
     NOT_SCORED,

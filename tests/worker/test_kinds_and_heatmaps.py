@@ -14,7 +14,7 @@ from db.session import session_scope
 from tests.conftest import make_xray
 from tests.training.test_kinds import kinds_dataset
 from tests.worker.test_ensembles import run
-from training.explain import decode_grid
+from training.explain.gradcam import decode_grid
 from worker.scorers import combine_viral, ensemble_kind_threshold
 
 

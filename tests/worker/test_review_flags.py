@@ -14,7 +14,7 @@ from db.schema import Model, Prediction
 from db.session import session_scope
 from tests.conftest import make_dataset, make_xray
 from tests.worker.test_ensembles import run
-from training.checkpoint import from_bytes
+from training.models.checkpoint import from_bytes
 
 
 @pytest.fixture()

@@ -36,7 +36,7 @@ class DicomSpec:
 
 
 def write_dicom(path: str | os.PathLike, display: np.ndarray, spec: DicomSpec) -> None:
-    """Store 8-bit display values (H, W) so that the display chain of training.dicom gives them
+    """Store 8-bit display values (H, W) so that the display chain of training.data.dicom gives them
     back: exactly for lossless encodings without a VOI LUT, within rounding otherwise."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid

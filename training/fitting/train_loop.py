@@ -1,7 +1,7 @@
 """Train one model from a TrainConfig and a dataset folder; evaluate it on validation (and test).
 
-from training.config import make_config
-from training.train_loop import fit
+from training.fitting.config import make_config
+from training.fitting.train_loop import fit
 result = fit(make_config("googlenet", epochs=3), "../shared/data/chest_xray")
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.augment import (
+from training.data.augment import (
     apply_flips,
     balance_with_flips,
     balanced_sample,
@@ -26,18 +26,18 @@ from training.augment import (
     random_jitter,
     random_photometric,
 )
-from training.checkpoint import ModelBundle
-from training.config import TrainConfig
-from training.curves import roc_points
-from training.data_files import LabeledImage, find_splits, fingerprint, kind_code
-from training.ensemble import balanced_threshold, sensitivity_threshold
-from training.inference import predict_outputs
-from training.metrics import binary_scores, kind_scores, roc_auc
-from training.models import create_model, normalizer_for, split_logits
-from training.preprocess import Normalizer, decode_many
-from training.review import Calibration, ReviewStats, fit_review
-from training.review_features import feature_tap
-from training.splits import patient_split
+from training.data.data_files import LabeledImage, find_splits, fingerprint, kind_code
+from training.data.preprocess import Normalizer, decode_many
+from training.data.splits import patient_split
+from training.evaluation.curves import roc_points
+from training.evaluation.metrics import binary_scores, kind_scores, roc_auc
+from training.fitting.config import TrainConfig
+from training.models.checkpoint import ModelBundle
+from training.models.registry import create_model, normalizer_for, split_logits
+from training.review.features import feature_tap
+from training.review.verdicts import Calibration, ReviewStats, fit_review
+from training.scoring.ensemble import balanced_threshold, sensitivity_threshold
+from training.scoring.inference import predict_outputs
 
 # A val/ folder is used as given only when it can measure both classes; the official
 # Kaggle val/ holds 16 images, too few, so a patient split of train/ is used instead.

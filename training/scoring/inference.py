@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from training.checkpoint import ModelBundle
-from training.dicom import first_line
-from training.models import split_logits
-from training.preprocess import Normalizer, decode_many
-from training.review_features import feature_tap
+from training.data.dicom import first_line
+from training.data.preprocess import Normalizer, decode_many
+from training.models.checkpoint import ModelBundle
+from training.models.registry import split_logits
+from training.review.features import feature_tap
 
 _CONV_BN_PAIRS = (("conv", "bn"), ("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
@@ -118,7 +118,7 @@ def _outputs(
     tap = feature_tap(bundle.model) if bundle.review is not None else nullcontext([])
     with tap as feats:
         if explain:
-            from training.explain import explain_batch  # only jobs that ask for maps pay it
+            from training.explain.gradcam import explain_batch  # only jobs that ask for maps pay it
 
             out, maps = explain_batch(bundle.model, bundle.arch, images, bundle.normalizer)
             prob, viral = probabilities(out)

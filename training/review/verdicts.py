@@ -3,7 +3,7 @@ flags they raise.
 
 Every score is computed from what inference already has: the decoded uint8 batch and the
 classifier's penultimate features (the input of its last linear layer, caught by a hook; the
-measurements are in training.review_features).
+measurements are in training.review.features).
 
 - **not-cxr** (is this a frontal pediatric chest X-ray like the training images?): six
   components, each a distance from the training images, put on one scale (1 = that component's
@@ -35,8 +35,8 @@ from typing import Any
 
 import torch
 
-from training.ensemble import fit_stacking
-from training.review_features import Gaussian, correlation, fit_orientation, image_statistics
+from training.review.features import Gaussian, correlation, fit_orientation, image_statistics
+from training.scoring.ensemble import fit_stacking
 
 REASONS = ("not-cxr", "anomaly", "low-confidence")
 # Share of tuning images that may be flagged not-cxr: half the 2% allowed, because new patients

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from training.ensemble import balanced_threshold, fit_stacking, stack
-from training.metrics import roc_auc
+from training.evaluation.metrics import roc_auc
+from training.scoring.ensemble import balanced_threshold, fit_stacking, stack
 
 
 @dataclass

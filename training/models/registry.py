@@ -15,8 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from training.backbones import GoogLeNet, ResNet50
-from training.preprocess import Normalizer
+from training.data.preprocess import Normalizer
+from training.models.backbones import GoogLeNet, ResNet50
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 # Input statistics an arch's pretrained weights expect; every other arch uses ImageNet's.

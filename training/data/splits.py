@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 
-from training.data_files import LabeledImage
+from training.data.data_files import LabeledImage
 
 
 def patient_split(

@@ -1,7 +1,7 @@
 """Where the model looks: a Grad-CAM heatmap per scored image, and checks that the maps are
 faithful to the model rather than pretty.
 
-    from training.explain import explain_batch, encode_grid
+    from training.explain.gradcam import explain_batch, encode_grid
     out, maps = explain_batch(bundle.model, bundle.arch, images_uint8, bundle.normalizer)
     blob = encode_grid(maps[0])  # float16 bytes for the database; decode_grid reads them back
 
@@ -28,8 +28,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from training.models import pneumonia_logit
-from training.preprocess import Normalizer
+from training.data.preprocess import Normalizer
+from training.models.registry import pneumonia_logit
 
 # The MLP sees pixels, not a feature map: its map is gradient x input (abs, summed over the
 # colour channels) averaged onto an INPUT_GRID x INPUT_GRID grid.
@@ -80,7 +80,7 @@ TARGET_LAYERS: dict[str, str] = {
     "mlp": INPUT,
 }
 
-# Like training.inference.INFER_BATCH: small chunks keep activations in cache.
+# Like training.scoring.inference.INFER_BATCH: small chunks keep activations in cache.
 EXPLAIN_BATCH = 64
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.dicom import header_patient_id, is_dicom
+from training.data.dicom import header_patient_id, is_dicom
 
 CLASSES = ("NORMAL", "PNEUMONIA")  # index 1 is the positive class
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}

@@ -93,7 +93,9 @@ class TrainConfig:
     # with replacement; none. One method at a time: combining them would over-correct.
     balance: str = "flip"
     label_smoothing: float = 0.0  # BCE targets pulled toward 0.5 by this much
-    equalize: str = "none"  # none | hist | clahe: contrast mapping at decode (training.equalize)
+    equalize: str = (
+        "none"  # none | hist | clahe: contrast mapping at decode (training.data.equalize)
+    )
     crop: float = 1.0  # central fraction of each side kept at decode (1 = whole image)
     photometric: float = 0.0  # strength of gamma, blur/sharpen and noise augmentation (0 = off)
     # a number, or chosen on the tuning split: "balanced" (max sensitivity + specificity) or
@@ -104,7 +106,7 @@ class TrainConfig:
     early_stopping: bool = False  # keep the epoch with the best tuning-split AUC
     amp: bool = False  # bfloat16 autocast where the hardware has it natively
     # none (binary, the seed's) | two (a second output: P(VIRAL | PNEUMONIA)) | three (a softmax
-    # over normal, bacterial, viral); see training.models.KIND_HEADS
+    # over normal, bacterial, viral); see training.models.registry.KIND_HEADS
     kind_head: str = "none"
     seed: int = 0  # the validation/tuning split, and the run unless init_seed is set
     init_seed: int | None = None  # weights, batch order, augmentation; same split, other run

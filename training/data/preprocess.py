@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from training.dicom import DicomError, first_line, open_image
-from training.equalize import equalize
+from training.data.dicom import DicomError, first_line, open_image
+from training.data.equalize import equalize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -47,7 +47,7 @@ def decode_image(
 ) -> torch.Tensor:
     """Read an image file as a (3, size, size) uint8 RGB tensor, squashing the aspect ratio;
     `crop` < 1 keeps that central fraction of each side first (where the lungs are, away from
-    borders and burnt-in markers); `equalize_mode` (training.equalize) maps contrast on a
+    borders and burnt-in markers); `equalize_mode` (training.data.equalize) maps contrast on a
     2*size copy. Images of more than 8 bits a pixel are scaled to 8 by their bit depth."""
     try:
         with open_image(path, 2 * size, MAX_PIXELS) as img:

@@ -15,9 +15,9 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from torch import nn
 
-from training.models import create_model
-from training.preprocess import Normalizer
-from training.review import ReviewStats
+from training.data.preprocess import Normalizer
+from training.models.registry import create_model
+from training.review.verdicts import ReviewStats
 
 _META_KEY = "cxrq"
 _REVIEW_PREFIX = "review."  # tensors of the review statistics, beside the weights
@@ -33,10 +33,10 @@ class ModelBundle:
     normalizer: Normalizer
     threshold: float = 0.5
     config: dict[str, Any] = field(default_factory=dict)
-    equalize: str = "none"  # contrast mapping at decode (training.equalize), part of the input
+    equalize: str = "none"  # contrast mapping at decode (training.data.equalize), part of the input
     crop: float = 1.0  # central fraction of each side kept at decode, part of the input
     train_prior: float | None = 0.5  # P(PNEUMONIA) the loss saw; None when unknown
-    kind_head: str = "none"  # training.models.KIND_HEADS: "none" answers no kind
+    kind_head: str = "none"  # training.models.registry.KIND_HEADS: "none" answers no kind
     kind_threshold: float = 0.5  # VIRAL when P(VIRAL | PNEUMONIA) >= this
     review: ReviewStats | None = None  # when not to trust a call; None for older models
 
