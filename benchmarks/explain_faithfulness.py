@@ -39,7 +39,7 @@ IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 
 def load_served(ref: str) -> tuple[str, ModelBundle]:
     """(a one-line description, the served bundle) of the model REF names."""
-    from db.queries import resolve_model
+    from db.lookups import resolve_model
     from db.session import session_scope
     from worker.model_cache import load_bundle
 
@@ -103,7 +103,7 @@ def median_seconds(fns: list[Callable[[], object]], repeats: int) -> list[float]
 
 
 def deletion_rows(bundle: ModelBundle, images: torch.Tensor, maps: torch.Tensor) -> list[str]:
-    from training.explain.gradcam import deletion_drop
+    from training.explain.faithfulness import deletion_drop
 
     rows = []
     for fill, what in (("blur", "a blurred copy"), ("mean", "the image's mean grey")):
@@ -138,7 +138,8 @@ def timing_rows(bundle: ModelBundle, images: torch.Tensor, repeats: int) -> list
 
 
 def report(args: argparse.Namespace) -> str:
-    from training.explain.gradcam import explain_batch, randomization_check, target_layer
+    from training.explain.faithfulness import randomization_check
+    from training.explain.gradcam import explain_batch, target_layer
 
     source, bundle = load_served(args.model)
     images = decode_folder(args.images, args.limit, bundle)

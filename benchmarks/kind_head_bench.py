@@ -20,7 +20,7 @@ from typing import Any
 
 from benchmarks.common import SHARED, machine
 from training.fitting.config import make_config
-from training.fitting.train_loop import fit
+from training.fitting.fit import fit
 
 COLUMNS = (
     ("val_roc_auc", "val AUC"),

@@ -30,15 +30,10 @@ REDIS = os.environ.get("CXRQ_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
 def _new_job(model_id: int, folder: Path, chunks: list[list[str]]) -> int:
-    from db.session import session_scope
-    from db.store import create_job
-    from db.work import create_units
+    from worker.jobs import ScoreParams, create_score_job
 
-    with session_scope() as s:
-        job = create_job(s, "score", {"folder": str(folder), "chunk_size": len(chunks[0])})
-        job.model_id, job.progress_total = model_id, sum(len(c) for c in chunks)
-        create_units(s, job, chunks)
-        return job.id
+    params = ScoreParams(str(folder), chunk_size=len(chunks[0]))
+    return create_score_job(params, chunks, scorer=str(model_id)).id
 
 
 def _wait_done(job_id: int, timeout: float = 1800) -> None:
@@ -64,13 +59,13 @@ def embedded(model_id: int, folder: Path, chunk_size: int) -> tuple[float, int]:
     chunks = plan_chunks(folder, chunk_size)
     job_id = _new_job(model_id, folder, chunks)
     start = time.perf_counter()
-    run_scoring_job(job_id, chunks)
+    run_scoring_job(job_id)
     return time.perf_counter() - start, len(chunks)
 
 
 def _start_workers(layout: list[tuple[int, int]], logs: Path) -> list[subprocess.Popen]:
     """One `cxrq worker` per (concurrency, torch threads) pair; returns once all answer a ping."""
-    from worker.dispatch import _app
+    from worker.celery_app import app_for
 
     procs = []
     for i, (concurrency, threads) in enumerate(layout):
@@ -99,7 +94,7 @@ def _start_workers(layout: list[tuple[int, int]], logs: Path) -> list[subprocess
                 )
             )
     deadline = time.monotonic() + 120
-    while len(_app().control.ping(timeout=1.0)) < len(layout):
+    while len(app_for().control.ping(timeout=1.0)) < len(layout):
         if time.monotonic() > deadline:
             raise SystemExit(f"workers did not start; see {logs}")
     return procs

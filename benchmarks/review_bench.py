@@ -5,7 +5,7 @@ external test/ split, out-of-distribution detection on a generated zoo, and the 
     CXRQ_DATABASE_URL=sqlite:///runs.db python -m benchmarks.review_bench --ensemble pair
     CXRQ_DATABASE_URL=sqlite:///runs.db python -m benchmarks.review_bench --model 1 --speed
 
-It scores through the worker's own functions (worker.scorers), so the flags are the ones a job
+It scores through the worker's own call (training.scoring.chunk), so the flags are the ones a job
 stores. Nothing here fits anything: the statistics and flag lines are the stored model's.
 """
 
@@ -21,27 +21,29 @@ import torch
 from benchmarks.common import SHARED, machine, repeated_fullres
 from benchmarks.ood_zoo import build
 from db.schema import Ensemble
+from db.scoring import ScorerRef, ensemble_ref
 from db.session import session_scope
 from training.data.data_files import label_from_path
 from training.evaluation.metrics import roc_auc
 from training.review.verdicts import REASONS, Verdict
-from worker.scorers import Answers, Scorer, ensemble_scorer, member_and_combined_probs
+from training.scoring.chunk import ChunkScores, chunk_scores
+from worker.scorers import serving_scorer
 
 TEST = SHARED / "chest_xray" / "test"
 COVERAGES = (1.0, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5)
 
 
-def scorer_for(model: int | None, ensemble: str | None) -> Scorer:
+def scorer_for(model: int | None, ensemble: str | None) -> ScorerRef:
     if model is not None:
-        return Scorer(model_ids=[model])
+        return ScorerRef(model_ids=[model])
     with session_scope() as s:
         row = s.query(Ensemble).filter_by(name=ensemble).one()
-        return ensemble_scorer(row)
+        return ensemble_ref(row)
 
 
-def answer(scorer: Scorer, paths: list[str]) -> tuple[Verdict, torch.Tensor, Answers]:
+def answer(scorer: ScorerRef, paths: list[str]) -> tuple[Verdict, torch.Tensor, ChunkScores]:
     """(the scorer's verdict, its calls as booleans, every answer), over readable images."""
-    answers = member_and_combined_probs(scorer, paths)
+    answers = chunk_scores(serving_scorer(scorer), paths)
     if scorer.key not in answers.verdicts:
         raise SystemExit(f"{scorer.key} has no review statistics (trained before they existed)")
     read = answers.review_positions
@@ -52,13 +54,13 @@ def answer(scorer: Scorer, paths: list[str]) -> tuple[Verdict, torch.Tensor, Ans
     return answers.verdicts[scorer.key], called, answers
 
 
-def tuning_split(scorer: Scorer) -> tuple[list[str], torch.Tensor]:
+def tuning_split(scorer: ScorerRef) -> tuple[list[str], torch.Tensor]:
     """The first model's tuning split (the patients its flag lines were set on), rebuilt from
     its stored config and data folder."""
     from db.schema import Model
     from training.data.data_files import find_splits
+    from training.data.splits import three_way_split
     from training.fitting.config import TrainConfig
-    from training.fitting.train_loop import three_way_split
 
     with session_scope() as s:
         model = s.get(Model, scorer.model_ids[0])
@@ -103,7 +105,7 @@ def ood(test: Verdict, zoo: Verdict, kinds: list[str]) -> None:
     print(f"| test/ (in distribution) | {len(test.ood)} | - | {inside:.3f} |")
 
 
-def speed(scorer: Scorer, rounds: int = 3) -> None:
+def speed(scorer: ScorerRef, rounds: int = 3) -> None:
     """Scoring 1,050 full-resolution files with the review on and off (the same model with
     its statistics removed), alternating, best of `rounds`."""
     from worker import model_cache
@@ -118,7 +120,7 @@ def speed(scorer: Scorer, rounds: int = 3) -> None:
                 bundle.review = stats if mode == "on" else None
                 started = time.perf_counter()
                 for start in range(0, len(paths), 256):
-                    member_and_combined_probs(scorer, paths[start : start + 256])
+                    chunk_scores(serving_scorer(scorer), paths[start : start + 256])
                 best[mode] = min(best[mode], time.perf_counter() - started)
         bundle.review = stats
     print(f"\n| review | seconds for {len(paths)} files (best of {rounds}) | files/s |")

@@ -59,7 +59,7 @@ def baseline(bundle, paths: list[str], db_url: str) -> tuple[float, list[float]]
     """The plain loop a first version would write."""
     from db.schema import Prediction
     from db.session import session_scope
-    from training.data.preprocess import central_box
+    from training.data.crop import central_box
     from training.models.registry import pneumonia_logit
 
     tf = transforms.Compose(
@@ -120,32 +120,29 @@ def store_model(bundle, db_url: str) -> None:  # noqa: ANN001
 
 
 def _job(session) -> int:  # noqa: ANN001
+    """A bare job row for the baseline's rows to belong to."""
     from db.store import create_job
 
     return create_job(session, "score", {"folder": "bench"}).id
 
 
 def fast(bundle, folder: Path, db_url: str, explain: str = "none"):  # noqa: ANN001, ANN201
-    """cxrq's embedded scoring: plan chunks, score, upsert rows (and heatmaps), close the job.
-    Returns (seconds, {path: P(PNEUMONIA)})."""
-    from db.schema import Job, Prediction
+    """cxrq's embedded scoring: plan chunks, create the job and its units, score, upsert rows
+    (and heatmaps), close the job. Returns (seconds, {path: P(PNEUMONIA)})."""
+    from db.schema import Prediction
     from db.session import session_scope
+    from worker.jobs import ScoreParams, create_score_job
     from worker.score_job import run_scoring_job
     from worker.score_plan import plan_chunks
 
-    with session_scope(db_url) as s:
-        job = s.get(Job, _job(s))
-        job.model_id, job.params = 1, {"folder": str(folder), "explain": explain}
-        job_id = job.id
     start = time.perf_counter()
     chunks = plan_chunks(folder)
-    with session_scope(db_url) as s:
-        s.get(Job, job_id).progress_total = sum(map(len, chunks))
-    run_scoring_job(job_id, chunks)
+    job = create_score_job(ScoreParams(str(folder), explain=explain), chunks, scorer="1")
+    run_scoring_job(job.id)
     seconds = time.perf_counter() - start
     with session_scope(db_url) as s:
         rows = s.execute(
-            select(Prediction.path, Prediction.prob).where(Prediction.job_id == job_id)
+            select(Prediction.path, Prediction.prob).where(Prediction.job_id == job.id)
         ).all()
     return seconds, {r.path: r.prob for r in rows}
 

@@ -49,9 +49,9 @@ def memory_child() -> None:
     """Runs in its own process: load four models and score with their ensemble."""
     from db.schema import Ensemble
     from db.session import session_scope
-    from db.store import create_job
+    from worker.jobs import ScoreParams, create_score_job
     from worker.score_job import run_scoring_job
-    from worker.score_plan import plan_chunks
+    from worker.score_plan import DEFAULT_CHUNK_SIZE, plan_chunks
 
     ids = [store_untrained_model(a) for a in ("googlenet", "resnet50", "cnn", "mlp")]
     with session_scope() as s:
@@ -62,11 +62,10 @@ def memory_child() -> None:
             members=[{"model_id": i, "weight": 1.0} for i in ids],
         )
         s.add(e)
-        s.flush()
-        folder = SHARED / "fullres"
-        job = create_job(s, "score", {"folder": str(folder), "ensemble_id": e.id})
-        job.progress_total, job_id = 150, job.id
-    result = run_scoring_job(job_id, plan_chunks(folder))
+    folder = SHARED / "fullres"
+    params = ScoreParams(str(folder), chunk_size=DEFAULT_CHUNK_SIZE)
+    job = create_score_job(params, plan_chunks(folder), scorer="ensemble:all")
+    result = run_scoring_job(job.id)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{peak_mb:.0f} {result['state']}")
 

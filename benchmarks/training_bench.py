@@ -27,7 +27,8 @@ from torchvision import datasets, transforms
 from benchmarks.common import SHARED, machine
 from training.data.data_files import find_splits
 from training.fitting.config import make_config
-from training.fitting.train_loop import Tensors, seed_everything, train_one_epoch
+from training.fitting.loop import seed_everything, train_one_epoch
+from training.fitting.training_data import DecodedSplit
 from training.models.registry import create_model
 
 
@@ -78,7 +79,7 @@ def baseline_epochs(arch: str, root: Path, epochs: int = 2) -> list[float]:
 
 
 def cxrq_epochs(arch: str, root: Path, epochs: int = 2, amp: bool = False) -> list[float]:
-    """cxrq's own loop (training.fitting.train_loop), seed augmentation, no balancing copies."""
+    """cxrq's own loop (training.fitting.loop), seed augmentation, no balancing copies."""
     config = make_config(arch, preset="seed", batch_size=32, balance="none", amp=amp)
     gen = seed_everything(0)
     model = create_model(arch, 64).to(memory_format=torch.channels_last)
@@ -86,7 +87,7 @@ def cxrq_epochs(arch: str, root: Path, epochs: int = 2, amp: bool = False) -> li
     items = find_splits(root)["train"]
     times = []
     start = time.perf_counter()
-    data = Tensors.decode(items, 64)  # once; the first epoch pays for it
+    data = DecodedSplit.decode(items, 64)  # once; the first epoch pays for it
     plan = (torch.arange(data.labels.numel()), torch.zeros_like(data.labels))
     for _ in range(epochs):
         train_one_epoch(model, data, plan, opt, config, gen, lambda *_: None)

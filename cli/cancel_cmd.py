@@ -38,7 +38,7 @@ def cancel(job_ref: str) -> None:
 
 def _request(job_ref: str) -> tuple[int, str | None]:
     """Mark the job to be cancelled; (id, state now), state None when it was already."""
-    from db.queries import resolve_job
+    from db.lookups import resolve_job
     from db.session import session_scope
 
     with session_scope() as s:

@@ -80,7 +80,7 @@ def fit(name: str, folds: int, select: bool) -> None:
     Example: cxrq ensemble fit mine
     """
     with friendly_errors():
-        from db.queries import resolve_ensemble
+        from db.lookups import resolve_ensemble
         from db.session import session_scope
         from worker import ensemble_job
 
@@ -91,7 +91,7 @@ def fit(name: str, folds: int, select: bool) -> None:
 
 
 def _print(ensemble_id: int, name: str) -> None:
-    from db.queries import ensembles_report
+    from db.reports import ensembles_report
     from db.session import session_scope
 
     with session_scope() as s:

@@ -36,7 +36,7 @@ def follow(job_id: int, label: str, poll: float = 1.0, stall_s: float | None = N
     A job that stops moving is looked into: with no worker answering it stops following with a
     one-line error (the job stays queued); with workers up it says so once and keeps waiting.
     """
-    from db.queries import job_row
+    from db.reports import job_row
     from db.session import session_scope
     from db.store import get_job
     from db.work import live_units

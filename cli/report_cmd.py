@@ -87,12 +87,12 @@ PREDICTION_CSV = (
 
 
 def _rows(query: str, *args: object) -> list[dict]:
-    from db import queries
+    from db import reports
     from db.session import session_scope
 
     close_abandoned_jobs()
     with session_scope() as s:
-        result = getattr(queries, query)(s, *args)
+        result = getattr(reports, query)(s, *args)
     return result if isinstance(result, list) else [result]
 
 
@@ -301,17 +301,18 @@ def _shown(value: object) -> str:
 
 
 def _heatmap(job_ref: str, path: str, scorer: str | None, output: Path | None) -> dict:
-    from cli import heatmap_image as hm
+    from training.explain import overlay
+    from training.explain.grid import decode_grid
 
     absolute = Path(path).expanduser()
     wanted = str(absolute.resolve()) if absolute.exists() else path
     row = _rows("heatmap_report", job_ref, wanted, scorer)[0]
-    grid = hm.decode_grid(row.pop("grid"), row["height"], row["width"])
+    grid = decode_grid(row.pop("grid"), row["height"], row["width"])
     shape, path, crop = (row["height"], row["width"]), row["path"], row["crop"]
     if output is not None:
-        box = hm.render_overlay(path, grid, *shape, crop, output)
+        box = overlay.render_overlay(path, grid, *shape, crop, output)
     else:
-        box = hm.hottest_box(grid, *shape, hm.image_size(path), crop)
+        box = overlay.hottest_box(grid, *shape, overlay.image_size(path), crop)
     row["box"] = list(box) if box else None
-    row["grid"] = [round(v, 4) for v in grid]
+    row["grid"] = [round(v, 4) for v in grid.ravel().tolist()]
     return row

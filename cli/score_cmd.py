@@ -86,39 +86,17 @@ def _create_job(
     unreadable: list[tuple[str, str]] = (),
     explain: str = "none",
 ) -> int:
-    from db.queries import resolve_scorer
-    from db.schema import Model
-    from db.session import session_scope
-    from db.store import create_job
-    from db.work import create_units
+    from worker.jobs import PrevalenceForEnsemble, ScoreParams, create_score_job
 
-    n_images = sum(len(c) for c in chunks)
-    params = {"folder": str(folder), "chunk_size": chunk_size, "evaluate": evaluate}
-    if explain != "none":
-        params["explain"] = explain
-    with session_scope() as s:
-        scorer = resolve_scorer(s, model_ref)
-        if isinstance(scorer, Model):
-            desc, model_id = f"model {scorer.id} ({scorer.name}, {scorer.arch})", scorer.id
-        else:
-            desc, model_id = f"ensemble {scorer.id} ({scorer.name}, {scorer.method})", None
-            params["ensemble_id"] = scorer.id
-        if prevalence is not None:
-            if model_id is None:
-                raise click.UsageError("--prevalence applies to single models, not ensembles")
-            params["prevalence"] = prevalence
-            desc += f" at prevalence {prevalence:g}"
-        job = create_job(s, "score", params)
-        # An unreadable folder is one row (and one unit of progress) standing for its images.
-        job.model_id, job.progress_total = model_id, n_images + len(unreadable)
-        create_units(s, job, chunks)
-        click.echo(f"job {job.id}: score {n_images} images in {folder} with {desc}")
-        job_id = job.id
-    if unreadable:
-        from worker.score_job import record_unreadable_folders
-
-        record_unreadable_folders(job_id, list(unreadable))
-    return job_id
+    params = ScoreParams(
+        str(folder), chunk_size, evaluate=evaluate, explain=explain, prevalence=prevalence
+    )
+    try:
+        job = create_score_job(params, chunks, model_ref, unreadable)
+    except PrevalenceForEnsemble:
+        raise click.UsageError("--prevalence applies to single models, not ensembles") from None
+    click.echo(f"job {job.id}: score {job.n_images} images in {folder} with {job.scorer}")
+    return job.id
 
 
 def _score(

@@ -16,7 +16,7 @@ def status(job_ref: str) -> None:
     """
     with friendly_errors():
         from cli.report_cmd import close_abandoned_jobs
-        from db.queries import job_report
+        from db.reports import job_report
         from db.session import session_scope
 
         close_abandoned_jobs()

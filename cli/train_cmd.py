@@ -129,7 +129,7 @@ def train(
     Example: cxrq train --arch googlenet --data ../shared/data/chest_xray --epochs 3
     """
     with friendly_errors():
-        _train(arch, data_dir, preset, name, seed, wait, overrides)
+        _train(arch, data_dir, preset, name, wait, {"seed": seed, **overrides})
 
 
 def _threshold(value: str | None) -> float | str | None:
@@ -144,29 +144,31 @@ def _threshold(value: str | None) -> float | str | None:
     return number
 
 
-def _train(arch, data_dir, preset, name, seed, wait, overrides) -> None:  # noqa: ANN001
+def _train(
+    arch: str,
+    data_dir: str | None,
+    preset: str | None,
+    name: str | None,
+    wait: bool,
+    options: dict[str, object],
+) -> None:
+    """options: the training options given (seed and every TrainConfig override)."""
     from pathlib import Path
 
-    from db.session import session_scope
     from db.settings import get_settings
-    from db.store import create_job
-    from db.work import create_units
     from worker import dispatch
+    from worker.jobs import TrainParams, create_train_job
     from worker.train_job import build_config
 
     data_dir = data_dir or get_settings().data_dir
     if not data_dir:
         raise click.UsageError("no dataset: pass --data DIR or set CXRQ_DATA")
-    renamed = {"max_images_per_class": overrides.pop("max_per_class")}
-    config = build_config(arch, preset, data_dir, seed=seed, **overrides, **renamed)
-    params = {"config": config.to_dict(), "data": str(Path(data_dir).resolve()), "name": name}
+    renamed = {"max_images_per_class": options.pop("max_per_class")}
+    config = build_config(arch, preset, data_dir, **options, **renamed)
     queued = dispatch.is_queued()
     if queued:
         dispatch.check_broker()  # before any row exists: nothing half-written
-    with session_scope() as s:
-        job = create_job(s, "train", params)
-        create_units(s, job, [[]])  # a training is one unit of work
-        job_id = job.id
+    job_id = create_train_job(TrainParams(config, str(Path(data_dir).resolve()), name)).id
     click.echo(f"job {job_id}: train {config.arch} ({config.preset} preset)")
     if queued:
         enqueue(job_id, lambda: dispatch.submit(job_id, "train"))
@@ -182,7 +184,7 @@ def _train(arch, data_dir, preset, name, seed, wait, overrides) -> None:  # noqa
 
 
 def _report_trained(job_id: int, model_id: int | None) -> None:
-    from db.queries import job_report
+    from db.reports import job_report
     from db.session import session_scope
 
     with session_scope() as s:

@@ -1,4 +1,4 @@
-"""The score columns an evaluation stores, named once for db.store, db.queries and the CLI's
+"""The score columns an evaluation stores, named once for db.store, db.reports and the CLI's
 reports. Plain tuples in a module of their own: the CLI reads them without importing
 SQLAlchemy, so `cxrq --help` stays instant. (training.evaluation.metrics names the same keys for the
 dicts it returns; training never imports db.)"""

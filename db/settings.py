@@ -7,6 +7,8 @@
 | CXRQ_DATA | unset | default dataset folder for `cxrq train` |
 | CXRQ_CACHE_DIR | <user cache dir> | local cache of model weights and decoded images |
 | CXRQ_TORCH_THREADS | cores / worker concurrency | torch threads per worker pool process |
+| CXRQ_WORKER_CONCURRENCY | 1 | pool processes of this worker (`cxrq worker` sets it for them) |
+| CXRQ_PATIENT_SALT | unset (no patient hash) | key of the salted hash of a DICOM file's PatientID |
 | CXRQ_VISIBILITY_TIMEOUT | 14400 (4 h) | seconds before the broker redelivers an unacked task |
 | CXRQ_LEASE_SECONDS | 30 | a unit of work whose lease is not renewed for this long is re-sent |
 """
@@ -29,6 +31,11 @@ class Settings:
     cache_dir: Path
     visibility_timeout: int
     lease_seconds: float
+    worker_concurrency: int
+    torch_threads: int | None  # None: the cores shared out between the pool processes
+    # None: rows keep no patient hash, since an unsalted hash of a short hospital number is
+    # undone by trying them all.
+    patient_salt: str | None
 
 
 def default_database_url() -> str:
@@ -44,6 +51,9 @@ def get_settings() -> Settings:
         cache_dir=Path(os.environ.get("CXRQ_CACHE_DIR") or user_cache_dir("cxrq")),
         visibility_timeout=int(os.environ.get("CXRQ_VISIBILITY_TIMEOUT") or 4 * 3600),
         lease_seconds=float(os.environ.get("CXRQ_LEASE_SECONDS") or 30),
+        worker_concurrency=int(os.environ.get("CXRQ_WORKER_CONCURRENCY") or 1),
+        torch_threads=int(threads) if (threads := os.environ.get("CXRQ_TORCH_THREADS")) else None,
+        patient_salt=os.environ.get("CXRQ_PATIENT_SALT") or None,
     )
 
 

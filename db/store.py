@@ -11,8 +11,30 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from db.columns import IDENTITY_COLUMNS, KIND_COLUMNS, REVIEW_COLUMNS, SCORE_COLUMNS
-from db.schema import FINAL_STATES, Evaluation, Heatmap, Job, Model, Prediction, utcnow
+from db.schema import (
+    FINAL_STATES,
+    Evaluation,
+    Heatmap,
+    Job,
+    Model,
+    Prediction,
+    utcnow,
+)
 from db.session import session_scope
+
+# What a prediction row stores beside its key (job, scorer, path).
+PREDICTION_VALUES = (
+    "prob",
+    "label",
+    "true_label",
+    "error",
+    "model_id",
+    "ensemble_id",
+    "prob_viral",
+    "kind",
+    *REVIEW_COLUMNS,
+    *IDENTITY_COLUMNS,
+)
 
 
 class NotFoundError(LookupError):
@@ -112,9 +134,7 @@ def upsert_predictions(
     rows = list(rows)
     if not rows:
         return 0
-    columns = ("prob", "label", "true_label", "error", "model_id", "ensemble_id")
-    columns = (*columns, "prob_viral", "kind", *REVIEW_COLUMNS, *IDENTITY_COLUMNS)
-    _upsert(session, Prediction, rows, columns, overwrite)
+    _upsert(session, Prediction, rows, PREDICTION_VALUES, overwrite)
     return len(rows)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.schema import FINAL_STATES, Job, WorkUnit, utcnow
@@ -109,7 +109,7 @@ def live_units(session: Session, job_id: int) -> int:
     )
 
 
-def _active_job_units():  # noqa: ANN202 (a select)
+def _active_job_units() -> Select:
     """Units of open queued jobs: embedded jobs' units are never sent, and their own process
     runs them."""
     return (

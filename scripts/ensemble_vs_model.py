@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from db.queries import resolve_ensemble, resolve_model
+from db.lookups import resolve_ensemble, resolve_model
 from db.schema import Model
 from db.session import session_scope
 from training.evaluation.metrics import paired_auc_bootstrap

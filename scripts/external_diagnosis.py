@@ -15,9 +15,10 @@ from pathlib import Path
 
 import torch
 
-from db.queries import resolve_model
+from db.lookups import resolve_model
 from db.session import session_scope
 from training.data.data_files import LabeledImage, find_splits, pneumonia_kind
+from training.data.splits import choose_validation
 from training.evaluation.error_analysis import (
     calibration_table,
     errors_by_group,
@@ -25,8 +26,7 @@ from training.evaluation.error_analysis import (
     quartile_groups,
 )
 from training.fitting.config import TrainConfig
-from training.fitting.train_loop import choose_validation
-from training.scoring.inference import score_files_multi
+from training.scoring.files import score_files_multi
 from training.scoring.prevalence import prior_shift
 from worker.model_cache import load_bundle
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from cli.report_cmd import SIDE_BY_SIDE
-from db.queries import ensembles_report, models_report
+from db.reports import ensembles_report, models_report
 from db.schema import Model
 from db.session import session_scope
 from training.fitting.config import make_config

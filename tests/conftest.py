@@ -54,6 +54,17 @@ def make_dataset(root: Path, per_class: int = 12, images_per_patient: int = 2) -
     return root
 
 
+def kinds_dataset(root: Path, per_kind: int = 8) -> Path:
+    """train/ with NORMAL, bacterial and viral images; viral ones carry a second blob."""
+    for i in range(per_kind * 2):
+        make_xray(root / "train" / "NORMAL" / f"IM-{i // 2:04d}-{i:04d}.jpeg", False, i)
+    for i in range(per_kind):
+        for kind, offset in (("bacteria", 1000), ("virus", 2000)):
+            path = root / "train" / "PNEUMONIA" / f"person{offset + i // 2}_{kind}_{i}.jpeg"
+            make_xray(path, True, offset + i)
+    return root
+
+
 @pytest.fixture()
 def tiny_dataset(tmp_path: Path) -> Path:
     return make_dataset(tmp_path / "data")
@@ -158,3 +169,39 @@ def add_model_row(weights: bytes, name: str, arch: str, img_size: int = 32) -> i
         s.add(model)
         s.flush()
         return model.id
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One tiny CNN trained once per session (32 px, 2 epochs on make_dataset): its model row
+    and evaluations as column values, for tests that need a model but are not about training.
+    `tests.helpers.add_tiny_model` stores a copy in whichever database a test uses."""
+    from sqlalchemy import select
+
+    from db.schema import Evaluation, Model
+    from db.session import dispose_engines, session_scope
+    from db.store import create_job
+    from training.fitting.config import make_config
+    from worker.train_job import run_training_job
+
+    root = tmp_path_factory.mktemp("tiny-model")
+    data = make_dataset(root / "data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CXRQ_DATABASE_URL", f"sqlite:///{root / 'train.db'}")
+        patch.setenv("CXRQ_CACHE_DIR", str(root / "cache"))
+        patch.delenv("CXRQ_BROKER_URL", raising=False)
+        dispose_engines()
+        config = make_config("cnn", img_size=32, epochs=2, batch_size=8)
+        with session_scope() as s:
+            job_id = create_job(s, "train", {"config": config.to_dict(), "data": str(data)}).id
+        model_id = run_training_job(job_id)
+        with session_scope() as s:
+            model = s.get(Model, model_id)
+            row = {c.name: getattr(model, c.name) for c in Model.__table__.columns}
+            query = select(Evaluation).where(Evaluation.model_id == model_id)
+            evaluations = [
+                {c.name: getattr(e, c.name) for c in Evaluation.__table__.columns}
+                for e in s.scalars(query)
+            ]
+        dispose_engines()
+    return {"model": row, "evaluations": evaluations, "data": data}

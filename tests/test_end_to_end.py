@@ -4,18 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from cli.main import cli
+from tests.helpers import run
 from training.models.registry import list_models
 
 pytestmark = pytest.mark.slow
-
-
-def run(*args: object) -> str:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 def _slice(shared_data: Path, tmp_path: Path, per_class: int = 20) -> Path:

@@ -16,24 +16,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 from sqlalchemy import select
 
-from cli.main import cli
 from db.schema import Evaluation, Heatmap, Model, Prediction
 from db.session import session_scope
 from tests.conftest import make_xray
+from tests.helpers import run
 from training.data.dicom_write import DicomSpec, write_dicom
 
 GOLDEN = Path(__file__).parent / "golden" / "scoring.json"
 TOLERANCE = 1e-6
-
-
-def run(*args: object) -> str:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 def _training_set(root: Path) -> Path:
@@ -61,50 +54,39 @@ def _number(value: Any) -> Any:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
+PREDICTION_FIELDS = (
+    "prob", "label", "true_label", "error", "prob_viral", "kind", "ood_score", "anomaly_score",
+    "confidence", "disagreement", "review_score", "review", "review_reasons", "patient_hash",
+)  # fmt: skip
+
+
+def _prediction(r: Prediction, root: Path) -> dict[str, Any]:
+    return {
+        "job": r.job_id,
+        "scorer": r.scorer,
+        "path": Path(r.path).relative_to(root).as_posix(),
+        **{c: _number(getattr(r, c)) for c in PREDICTION_FIELDS},
+        "has_sop_uid": r.sop_instance_uid is not None,
+    }
+
+
+def _heatmap(m: Heatmap, root: Path) -> dict[str, Any]:
+    return {
+        "job": m.job_id,
+        "scorer": m.scorer,
+        "path": Path(m.path).relative_to(root).as_posix(),
+        "shape": [m.height, m.width],
+        "grid": np.frombuffer(m.grid, dtype=np.float16).astype(float).tolist(),
+        "crop": m.crop,
+        "method": m.method,
+    }
+
+
 def _answers(root: Path) -> dict[str, Any]:
     """Everything the database holds of the jobs' answers, paths relative to root."""
     with session_scope() as s:
-        rows = s.scalars(select(Prediction).order_by(Prediction.job_id, Prediction.scorer))
-        predictions = [
-            {
-                "job": r.job_id,
-                "scorer": r.scorer,
-                "path": Path(r.path).relative_to(root).as_posix(),
-                **{
-                    c: _number(getattr(r, c))
-                    for c in (
-                        "prob",
-                        "label",
-                        "true_label",
-                        "error",
-                        "prob_viral",
-                        "kind",
-                        "ood_score",
-                        "anomaly_score",
-                        "confidence",
-                        "disagreement",
-                        "review_score",
-                        "review",
-                        "review_reasons",
-                        "patient_hash",
-                    )
-                },
-                "has_sop_uid": r.sop_instance_uid is not None,
-            }
-            for r in rows
-        ]
-        maps = [
-            {
-                "job": m.job_id,
-                "scorer": m.scorer,
-                "path": Path(m.path).relative_to(root).as_posix(),
-                "shape": [m.height, m.width],
-                "grid": np.frombuffer(m.grid, dtype=np.float16).astype(float).tolist(),
-                "crop": m.crop,
-                "method": m.method,
-            }
-            for m in s.scalars(select(Heatmap))
-        ]
+        predictions = [_prediction(r, root) for r in s.scalars(select(Prediction))]
+        maps = [_heatmap(m, root) for m in s.scalars(select(Heatmap))]
         models = [
             {"name": m.name, "threshold": m.threshold, "kind": m.data.get("kind_threshold")}
             for m in s.scalars(select(Model).order_by(Model.id))

@@ -18,15 +18,15 @@ from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from kombu import Queue
 
+from db.session import dispose_engines
 from db.settings import get_settings
+from worker.reaper import run_forever
+from worker.sending import QUEUES, SCORE_QUEUE, TRAIN_QUEUE, send_units
 
-TRAIN_QUEUE, SCORE_QUEUE = "train", "score"
 
-
-def make_app(broker_url: str | None = None) -> Celery:
-    settings = get_settings()
-    app = Celery("cxrq", broker=broker_url or settings.broker_url, include=["worker.tasks"])
-    timeout = settings.visibility_timeout
+def _make_app(broker_url: str) -> Celery:
+    app = Celery("cxrq", broker=broker_url or None, include=["worker.tasks"])
+    timeout = get_settings().visibility_timeout
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -38,10 +38,7 @@ def make_app(broker_url: str | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         task_queues=(Queue(TRAIN_QUEUE), Queue(SCORE_QUEUE)),
         task_default_queue=SCORE_QUEUE,
-        task_routes={
-            "cxrq.train": {"queue": TRAIN_QUEUE},
-            "cxrq.score_chunk": {"queue": SCORE_QUEUE},
-        },
+        task_routes={name: {"queue": queue} for name, queue in QUEUES.items()},
         # The broker's own redelivery of an unacked task. Recovery from a dead worker is the
         # reaper's job (leases, seconds); this stays long so no live training is handed out twice.
         broker_transport_options={
@@ -59,7 +56,19 @@ def make_app(broker_url: str | None = None) -> Celery:
     return app
 
 
-app = make_app()
+_apps: dict[str, Celery] = {}
+
+
+def app_for(broker_url: str | None = None) -> Celery:
+    """The app for a broker (default: CXRQ_BROKER_URL as it is now), made once per URL, since
+    tests and long-lived callers may change the setting after import."""
+    url = broker_url or get_settings().broker_url or ""
+    if url not in _apps:
+        _apps[url] = _make_app(url)
+    return _apps[url]
+
+
+app = app_for()  # what `cxrq worker` runs and the tasks register with
 
 
 @worker_process_init.connect
@@ -69,14 +78,12 @@ def _fresh_child(**_: object) -> None:
     The parent imports torch (`cxrq worker`) but never runs it, so CUDA is first touched in a
     child, after the fork.
     """
-    from db.session import dispose_engines
-
     dispose_engines(close=False)  # the parent's pooled connections are the parent's to close
-    import torch
+    import torch  # here, not at import: a CLI that only sends tasks never loads torch
 
-    concurrency = int(os.environ.get("CXRQ_WORKER_CONCURRENCY") or 1)
-    default = max(1, (os.cpu_count() or 1) // concurrency)
-    torch.set_num_threads(int(os.environ.get("CXRQ_TORCH_THREADS") or default))
+    settings = get_settings()
+    default = max(1, (os.cpu_count() or 1) // settings.worker_concurrency)
+    torch.set_num_threads(settings.torch_threads or default)
 
 
 _reaper_stop = threading.Event()
@@ -94,9 +101,6 @@ def queue_is_empty(app_: Celery, queue: str) -> bool:
 @worker_ready.connect
 def _start_reaper(sender: Any = None, **_: object) -> None:
     """In the worker's main process, once its pool is up (so no thread is forked)."""
-    from worker.dispatch import send_units
-    from worker.reaper import run_forever
-
     app_ = sender.app if sender is not None else app
 
     def send(kind: str, job_id: int, unit_ids: list[int]) -> None:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from db import work
+from db.session import session_scope
 from db.settings import get_settings, mask_url
 from worker.progress import ProgressFn
+from worker.sending import send_units
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 
 class BrokerError(RuntimeError):
@@ -30,17 +36,12 @@ def run_scoring(job_id: int, echo: ProgressFn | None = None) -> Any:
     return run_scoring_job(job_id, echo=echo)
 
 
-_apps: dict[str, Any] = {}
+def _app() -> Celery:
+    """The Celery app for the broker configured now."""
+    # Imported here: embedded mode never sends a task, so it never pays for loading Celery.
+    from worker.celery_app import app_for
 
-
-def _app() -> Any:
-    """A Celery app for the broker configured now (tests and long-lived callers may change it)."""
-    from worker.celery_app import make_app
-
-    url = get_settings().broker_url or ""
-    if url not in _apps:
-        _apps[url] = make_app(url)
-    return _apps[url]
+    return app_for()
 
 
 def check_broker(timeout: float = 3.0) -> None:
@@ -65,27 +66,8 @@ def workers_alive(timeout: float = 2.0) -> int:
         return 0
 
 
-TASKS = {"train": "cxrq.train", "score": "cxrq.score_chunk"}
-
-
-def send_units(app: Any, kind: str, job_id: int, unit_ids: list[int], mark: bool = True) -> None:
-    """One message per unit, over one connection; mark: record each unit as sent."""
-    from db import work
-    from db.session import session_scope
-
-    with app.producer_or_acquire() as producer:
-        for unit_id in unit_ids:
-            app.send_task(TASKS[kind], args=[job_id, unit_id], producer=producer)
-    if mark:
-        with session_scope() as s:
-            work.mark_sent(s, unit_ids)
-
-
 def submit(job_id: int, kind: str) -> None:
     """Send every unit of a new job."""
-    from db import work
-    from db.session import session_scope
-
     with session_scope() as s:
         ids = work.unit_ids(s, job_id)
     send_units(_app(), kind, job_id, ids)

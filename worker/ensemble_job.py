@@ -7,24 +7,26 @@ fit_ensemble("fitted")              # stacking weights + balanced threshold, cro
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
-import torch
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from db.queries import resolve_ensemble, resolve_model
+from db.lookups import resolve_ensemble, resolve_model
 from db.schema import Ensemble, Model, utcnow
+from db.scoring import ScorerRef, ensemble_ref
 from db.session import session_scope
 from db.store import save_evaluation
-from training.data.data_files import LabeledImage, find_splits, kind_code
-from training.evaluation.metrics import binary_scores, kind_scores
+from training.data.data_files import LabeledImage, find_splits
+from training.data.splits import choose_validation
 from training.fitting.config import TrainConfig
-from training.fitting.train_loop import choose_validation
-from training.scoring.ensemble import combine
-from training.scoring.ensemble_fit import cross_fitted, fit_stack
-from training.scoring.inference import score_files_multi
+from training.scoring.ensemble_eval import (
+    Members,
+    cross_fitted_scores,
+    member_answers,
+    scores_as_stored,
+)
 from worker.model_cache import load_bundle
-from worker.scorers import Scorer, combine_viral, ensemble_kind_threshold, ensemble_scorer
 
 SEED_WEIGHTS = {"mlp": 0.5, "cnn": 0.5, "resnet50": 0.5, "googlenet": 0.51}
 
@@ -50,45 +52,7 @@ def validation_items(models: list[Model]) -> tuple[list[LabeledImage], str]:
     return val, f"{root} ({how})"
 
 
-class Members(NamedTuple):
-    """Members' answers on labelled images, unreadable ones dropped."""
-
-    probs: torch.Tensor  # (M, N) P(PNEUMONIA)
-    y: torch.Tensor  # (N,) labels
-    groups: list[str]  # (N,) patients
-    thresholds: list[float]
-    viral: torch.Tensor  # (M, N) P(VIRAL | PNEUMONIA), NaN for a member with no kind head
-    kinds: torch.Tensor  # (N,) 0 bacterial, 1 viral, -1 otherwise
-    kind_cuts: list[float | None]  # None: no kind head
-
-
-def member_probabilities(model_ids: list[int], items: list[LabeledImage]) -> Members:
-    bundles = [load_bundle(m) for m in model_ids]
-    scored = score_files_multi(bundles, [i.path for i in items])
-    keep = [p for p in range(len(items)) if p not in scored.errors]
-    return Members(
-        scored.probs[:, keep],
-        torch.tensor([items[p].label for p in keep]),
-        [items[p].patient for p in keep],
-        [b.threshold for b in bundles],
-        scored.viral[:, keep],
-        torch.tensor([kind_code(items[p].path, items[p].label) for p in keep], dtype=torch.long),
-        [None if b.kind_head == "none" else b.kind_threshold for b in bundles],
-    )
-
-
-def ensemble_kind_scores(members: Members, weights: list[float]) -> dict[str, Any]:
-    """Bacterial vs viral of the ensemble's combined P(VIRAL | PNEUMONIA); {} when no member
-    has a kind head."""
-    viral = combine_viral(members.viral, weights)
-    known = (members.kinds >= 0) & torch.isfinite(viral)
-    if not bool(known.any()):
-        return {}
-    cut = ensemble_kind_threshold(members.kind_cuts, weights)
-    return kind_scores(members.kinds[known], viral[known], cut)
-
-
-def _members(session, refs: list[tuple[str, float]]) -> list[dict[str, Any]]:  # noqa: ANN001
+def _members(session: Session, refs: list[tuple[str, float]]) -> list[dict[str, Any]]:
     return [{"model_id": resolve_model(session, ref).id, "weight": w} for ref, w in refs]
 
 
@@ -128,17 +92,19 @@ def _models(ids: list[int]) -> list[Model]:
         return [s.get(Model, i) for i in ids]
 
 
-def _scorer(ensemble_id: int) -> Scorer:
+def _scorer(ensemble_id: int) -> ScorerRef:
     with session_scope() as s:
-        return ensemble_scorer(s.get(Ensemble, ensemble_id))
+        return ensemble_ref(s.get(Ensemble, ensemble_id))
 
 
-def _scores_as_stored(e: Scorer, items: list[LabeledImage]) -> dict[str, Any]:
+def _members_on(model_ids: list[int], items: list[LabeledImage]) -> Members:
+    return member_answers([load_bundle(m) for m in model_ids], items)
+
+
+def _scores_as_stored(e: ScorerRef, items: list[LabeledImage]) -> dict[str, Any]:
     """The ensemble's scores on items with its stored weights, bias and threshold, as served."""
-    members = member_probabilities(e.model_ids, items)
-    combined = combine(e.method, members.probs, e.weights, members.thresholds, e.bias)
-    scores = binary_scores(members.y, combined, e.threshold)
-    return {**scores, **ensemble_kind_scores(members, e.weights)}
+    members = _members_on(e.model_ids, items)
+    return scores_as_stored(e.method, members, e.weights, e.bias, e.threshold)
 
 
 def score_on_validation(ensemble_id: int) -> dict[str, Any]:
@@ -181,16 +147,8 @@ def fit_ensemble(name: str, folds: int = 5, seed: int = 0, select: bool = False)
         # A refit weighs every model the ensemble was created with, dropped ones included.
         ensemble_id, ids = e.id, e.params.get("candidates") or [m["model_id"] for m in e.members]
     items, dataset = validation_items(_models(ids))
-    members = member_probabilities(ids, items)
-    probs, y, groups = members.probs, members.y, members.groups
-    oof_prob, oof_label, fold_fits = cross_fitted(probs, y, groups, folds, seed, select)
-    fit = fit_stack(probs, y, groups, select, folds, seed)
-    scores = binary_scores(y, oof_prob, fit.threshold, pred=oof_label)
-    kept_members = members._replace(
-        viral=members.viral[fit.members], kind_cuts=[members.kind_cuts[n] for n in fit.members]
-    )
-    # The kind is not fitted (the weights are fitted for P(PNEUMONIA)): scored as combined.
-    scores.update(ensemble_kind_scores(kept_members, fit.weights))
+    members = _members_on(ids, items)
+    scores, fit, fold_fits = cross_fitted_scores(members, folds, seed, select)
     how = "stacking with member selection" if select else "stacking"
     params = {
         "bias": fit.bias,

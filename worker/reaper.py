@@ -49,7 +49,7 @@ def settle_job(job_id: int) -> None:
             if cancel:
                 work.cancel_if_idle(s, job, "cancelled")
             return
-    from worker.score_job import settle
+    from worker.settle import settle
 
     settle(job_id)
 

@@ -8,16 +8,19 @@ and the reaper re-sends any unit whose task gave up, so no image is left without
 
 from __future__ import annotations
 
+from celery import Task
+
 from db.session import DatabaseError
 from worker.celery_app import app
 from worker.retry import backoff
+from worker.sending import TASKS
 
 CHUNK_RETRIES = 3
 DB_RETRIES = 40  # with back-off capped at 30 s: about 15 minutes of outage
 
 
-@app.task(name="cxrq.train", bind=True, max_retries=DB_RETRIES)
-def train(self, job_id: int, unit_id: int | None = None) -> None:  # noqa: ANN001 (celery's Task)
+@app.task(name=TASKS["train"], bind=True, max_retries=DB_RETRIES)
+def train(self: Task, job_id: int, unit_id: int | None = None) -> None:
     from worker.train_job import run_training_job
 
     try:
@@ -26,23 +29,24 @@ def train(self, job_id: int, unit_id: int | None = None) -> None:  # noqa: ANN00
         raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
 
 
-@app.task(name="cxrq.score_chunk", bind=True, max_retries=DB_RETRIES)
-def score_chunk(  # noqa: ANN201
-    self,  # noqa: ANN001
+@app.task(name=TASKS["score"], bind=True, max_retries=DB_RETRIES)
+def score_chunk(
+    self: Task,
     job_id: int,
     unit_id: int,
     failures: int = 0,
     reason: str | None = None,
-):
+) -> int:
     """Score a unit; retry with back-off, and after the last retry record its images as lost."""
-    from worker import score_job
+    from worker import score_unit as units
+    from worker import settle as closing
 
     try:
         try:
             if reason is None:
-                written = score_job.score_unit(unit_id)
+                written = units.score_unit(unit_id)
             else:
-                score_job.fail_unit(unit_id, reason)
+                units.fail_unit(unit_id, reason)
                 written = 0
         except DatabaseError:
             raise
@@ -52,9 +56,9 @@ def score_chunk(  # noqa: ANN201
             if failures <= CHUNK_RETRIES:
                 kwargs = {"failures": failures}
                 raise self.retry(exc=exc, countdown=2**failures, kwargs=kwargs) from exc
-            score_job.fail_unit(unit_id, reason)
+            units.fail_unit(unit_id, reason)
             written = 0
-        score_job.settle(job_id)
+        closing.settle(job_id)
     except DatabaseError as exc:
         kwargs = {"failures": failures, "reason": reason if failures > CHUNK_RETRIES else None}
         raise self.retry(exc=exc, countdown=backoff(self.request.retries), kwargs=kwargs) from exc

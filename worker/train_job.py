@@ -15,9 +15,11 @@ from db.session import DatabaseError, session_scope
 from db.store import finish_job, get_job, mark_running, save_evaluation, save_model
 from training.data.data_files import find_splits
 from training.fitting.config import TrainConfig, make_config
-from training.fitting.train_loop import TrainingCancelled, TrainResult, fit
+from training.fitting.errors import TrainingCancelled
+from training.fitting.fit import TrainResult, fit
 from training.models.checkpoint import sha256, to_bytes
 from training.models.registry import UnknownModelError, list_models
+from worker.jobs import TrainParams
 from worker.lease import Lease, hold
 from worker.progress import JobProgress, ProgressFn
 from worker.retry import with_db_retry
@@ -98,19 +100,19 @@ def run_training_job(
 def _train(job_id: int, lease: Lease, echo: ProgressFn | None) -> int | None:
     with session_scope() as s:
         job = get_job(s, job_id)
-        params, ended = job.params, job.state not in ("pending", "running")
+        params, ended = TrainParams.from_job(job), job.state not in ("pending", "running")
         cancelled = job.cancel_requested
     if ended or cancelled:
         if not ended:
             finish_job(job_id, "cancelled", "cancelled before it started")
         return None
-    config = TrainConfig.from_dict(params["config"])
+    config = params.config
     mark_running(job_id, message=f"training {config.arch}")
     try:
         result = fit(
-            config, params["data"], JobProgress(job_id, echo), lambda: _should_stop(job_id, lease)
+            config, params.data, JobProgress(job_id, echo), lambda: _should_stop(job_id, lease)
         )
-        name = params.get("name") or config.arch
+        name = params.name or config.arch
         return with_db_retry(lambda: _store(job_id, name, config, result, lease))
     except (TrainingCancelled, LeaseLost) as exc:
         if lease.lost.is_set() or isinstance(exc, LeaseLost):

@@ -1,5 +1,5 @@
 """Images for a page, as data URIs: small JPEG thumbnails, and a larger view with the stored
-heatmap blended on (cli.heatmap_image) where one exists."""
+heatmap blended on (training.explain.overlay) where one exists."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ def _data_uri(img: Image.Image, quality: int) -> str:
 
 
 def _small(path: str | os.PathLike, size: int) -> Image.Image:
-    from cli.heatmap_image import open_rgb  # 16-bit files scaled as the model saw them
     from training.data.dicom import open_image
+    from training.explain.overlay import open_rgb  # 16-bit files scaled as the model saw them
 
     with open_image(path, size) as img:
         img.draft("RGB", (size, size))  # JPEG decodes at 1/2, 1/4 or 1/8 scale: much faster
@@ -44,7 +44,8 @@ def thumbnail(path: str | os.PathLike, size: int = THUMB) -> str | None:
 def overlay(path: str | os.PathLike, heatmap: object, size: int = LARGE) -> str | None:
     """The image with its stored heatmap (a db.schema.Heatmap row) and hottest box, at `size`
     px; None when it cannot be drawn."""
-    from cli.heatmap_image import decode_grid, render_overlay
+    from training.explain.grid import decode_grid
+    from training.explain.overlay import render_overlay
 
     try:
         grid = decode_grid(heatmap.grid, heatmap.height, heatmap.width)

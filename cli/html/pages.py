@@ -13,21 +13,21 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cli.html.images import overlay, thumbnail
 from cli.html.svg import Chart
-from db.queries import (
-    answering_scorer,
+from db.job_answers import answer_rows, review_summary, scorer_info
+from db.lookups import resolve_job
+from db.reports import (
     ensembles_report,
     evaluation_row,
+    job_evaluations,
     job_row,
+    models_by_id,
     models_report,
-    resolve_job,
-    review_summary,
 )
-from db.schema import Ensemble, Evaluation, Heatmap, Job, Model, Prediction
+from db.schema import Heatmap, Prediction
 
 # Larger views (with the heatmap where stored) for the first images in sort order only, so a
 # 10,000-image job stays a file of tens of megabytes; the rest open their thumbnail.
@@ -40,35 +40,6 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-
-
-def _scorer_info(session: Session, job: Job) -> dict[str, Any]:
-    ensemble_id = job.params.get("ensemble_id")
-    if ensemble_id is None:
-        model = session.get(Model, job.model_id)
-        return {
-            "kind": "model",
-            "name": model.name,
-            "id": model.id,
-            "arch": model.arch,
-            "members": [],
-            "threshold": model.threshold,
-        }
-    ensemble = session.get(Ensemble, ensemble_id)
-    members = []
-    for m in ensemble.members:
-        model = session.get(Model, m["model_id"])
-        members.append(
-            {"id": model.id, "name": model.name, "arch": model.arch, "weight": m["weight"]}
-        )
-    return {
-        "kind": "ensemble",
-        "name": ensemble.name,
-        "id": ensemble.id,
-        "arch": ensemble.method,
-        "members": members,
-        "threshold": ensemble.threshold,
-    }
 
 
 def _sort_key(row: Prediction) -> tuple:
@@ -139,27 +110,16 @@ def job_page(session: Session, ref: str) -> str:
     job = resolve_job(session, ref)
     if job.kind != "score":
         raise ValueError(f"job {job.id} is a {job.kind} job; pages are for scoring jobs")
-    key = answering_scorer(job)
-    rows = session.scalars(
-        select(Prediction).where(Prediction.job_id == job.id, Prediction.scorer == key)
-    ).all()
-    maps = {
-        h.path: h
-        for h in session.scalars(
-            select(Heatmap).where(Heatmap.job_id == job.id, Heatmap.scorer == key)
-        )
-    }
+    rows, maps = answer_rows(session, job)
     scored = sorted((r for r in rows if r.error is None), key=_sort_key)
     errors = sorted((r for r in rows if r.error is not None), key=lambda r: r.path)
     items = [_item(r, maps.get(r.path), i < LARGE_VIEWS) for i, r in enumerate(scored)]
     labelled = [r for r in scored if r.true_label is not None]
-    evaluations = session.scalars(
-        select(Evaluation).where(Evaluation.job_id == job.id).order_by(Evaluation.id)
-    ).all()
+    evaluations = job_evaluations(session, job.id)
     return _env.get_template("job.html").render(
         job=job_row(job),
         duration=_duration(job.started_at, job.finished_at),
-        scorer=_scorer_info(session, job),
+        scorer=scorer_info(session, job),
         review=review_summary(session, job),
         counts={
             "rows": len(rows),
@@ -207,7 +167,7 @@ def models_page(session: Session) -> str:
     where training stored them (models trained before it stored none), training curves and
     configs."""
     models = models_report(session)
-    extra = {m.id: m for m in session.scalars(select(Model))}
+    extra = models_by_id(session)
     rocs = {
         split: Chart(f"ROC on {name}", "false positive rate", "true positive rate", diagonal=True)
         for split, name in (("validation", "validation"), ("test", "test/"))

@@ -27,7 +27,20 @@ class Chart:
         return PAD + inner * x / self.x_max, SIZE - PAD - inner * (y - self.y_min) / y_span
 
     def svg(self) -> str:
-        parts = [
+        parts = self._frame() + self._ticks()
+        if self.diagonal:
+            (x0, y0), (x1, y1) = self._xy(0, self.y_min), self._xy(self.x_max, self.y_max)
+            parts.append(
+                f'<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y1}" stroke="#ccc" '
+                'stroke-dasharray="4"/>'
+            )
+        parts += self._curves() + self._operating_points()
+        parts.append("</svg>")
+        return "".join(parts)
+
+    def _frame(self) -> list[str]:
+        """The opening tag, the plot's box and the axis labels and title."""
+        return [
             f'<svg class="chart" viewBox="0 0 {SIZE} {SIZE}" role="img" '
             f'aria-label="{escape(self.title)}"><title>{escape(self.title)}</title>',
             f'<rect x="{PAD}" y="{PAD}" width="{SIZE - 2 * PAD}" height="{SIZE - 2 * PAD}" '
@@ -38,6 +51,9 @@ class Chart:
             f'transform="rotate(-90 12 {SIZE / 2})">{escape(self.y_label)}</text>',
             f'<text x="{PAD}" y="{PAD - 8}" class="title">{escape(self.title)}</text>',
         ]
+
+    def _ticks(self) -> list[str]:
+        parts = []
         for value, anchor in ((0, "start"), (self.x_max, "end")):
             x, y = self._xy(value, self.y_min)
             parts.append(
@@ -49,12 +65,10 @@ class Chart:
             f'<text x="{x - 4:.1f}" y="{y + 4:.1f}" text-anchor="end" '
             f'class="tick">{self.y_max:g}</text>'
         )
-        if self.diagonal:
-            (x0, y0), (x1, y1) = self._xy(0, self.y_min), self._xy(self.x_max, self.y_max)
-            parts.append(
-                f'<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y1}" stroke="#ccc" '
-                'stroke-dasharray="4"/>'
-            )
+        return parts
+
+    def _curves(self) -> list[str]:
+        parts = []
         for i, (name, pts) in enumerate(self.lines):
             colour = COLOURS[i % len(COLOURS)]
             path = " ".join("{:.1f},{:.1f}".format(*self._xy(x, y)) for x, y in pts)
@@ -66,6 +80,10 @@ class Chart:
                 f'<text x="{SIZE - PAD - 4}" y="{SIZE - PAD - 8 - 14 * i}" '
                 f'text-anchor="end" fill="{colour}">{escape(name)}</text>'
             )
+        return parts
+
+    def _operating_points(self) -> list[str]:
+        parts = []
         for label, x_val, y_val in self.points:
             x, y = self._xy(x_val, y_val)
             parts.append(
@@ -78,5 +96,4 @@ class Chart:
                 f'<text x="{x + dx:.1f}" y="{y + 16:.1f}" text-anchor="{anchor}">'
                 f"{escape(label)}</text>"
             )
-        parts.append("</svg>")
-        return "".join(parts)
+        return parts

@@ -6,24 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from cli.main import cli
 from db.migrate import head_revision
 from db.schema import Evaluation, Job, Model, Prediction
 from db.session import session_scope
 from tests.conftest import make_xray
-
-
-def run(*args: str, ok: bool = True) -> str:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, result.output
-    else:
-        assert result.exit_code != 0, result.output
-        assert "Traceback" not in result.output
-    return result.output
+from tests.helpers import run
 
 
 @pytest.fixture()

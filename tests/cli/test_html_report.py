@@ -17,7 +17,7 @@ from sqlalchemy import select
 from db.schema import Prediction
 from db.session import session_scope
 from tests.conftest import make_dataset, make_xray
-from tests.worker.test_ensembles import run
+from tests.helpers import run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -1,7 +1,8 @@
 import pytest
 from sqlalchemy import func, select
 
-from db.queries import models_report, resolve_job, resolve_model
+from db.lookups import resolve_job, resolve_model
+from db.reports import models_report
 from db.schema import Prediction
 from db.session import session_scope
 from db.store import (

@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from training.scoring.ensemble import (
-    balanced_threshold,
     combine,
     fit_stacking,
     stack,
@@ -50,26 +49,3 @@ def test_stacking_weighs_the_informative_member() -> None:
     probs, y = _members()
     (w_good, w_noise), _ = fit_stacking(probs, y)
     assert w_good > 0.5 and abs(w_noise) < 0.3 * w_good
-
-
-def test_balanced_threshold_maximises_sensitivity_plus_specificity() -> None:
-    y = torch.tensor([0, 0, 0, 1, 1, 1, 1, 1])
-    p = torch.tensor([0.1, 0.2, 0.6, 0.5, 0.7, 0.8, 0.9, 0.95])
-    # Cutting at 0.7 gives sens 4/5 + spec 3/3; at 0.5 gives 5/5 + 2/3 (1.67 < 1.8).
-    t = balanced_threshold(y, p)
-    assert 0.6 < t <= 0.7
-
-
-def test_sensitivity_threshold_keeps_the_target_share_of_positives() -> None:
-    from training.scoring.ensemble import sensitivity_threshold
-
-    y = torch.tensor([1] * 20 + [0] * 5)
-    prob = torch.cat([torch.linspace(0.05, 1.0, 20), torch.full((5,), 0.01)])
-    for target in (0.95, 0.9, 0.75, 1.0):
-        cut = sensitivity_threshold(y, prob, target)
-        caught = float((prob[y == 1] >= cut).double().mean())
-        assert caught >= target
-        # ...and it is the highest such cut: the next positive up would lose one too many.
-        higher = prob[y == 1][prob[y == 1] > cut]
-        if higher.numel():
-            assert float((prob[y == 1] >= higher.min()).double().mean()) < target

@@ -8,19 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from click.testing import CliRunner
-from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import pack_bits
 from pydicom.pixels.common import PhotometricInterpretation
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from sqlalchemy import select
 
-from cli.main import cli
 from db.schema import Job, Prediction
 from db.session import session_scope
-from tests.conftest import REDIS_URL
+from tests.helpers import add_tiny_model, run
 from training.data.dicom import display_lut, open_dicom
 from training.data.preprocess import decode_many
 
@@ -184,58 +180,20 @@ def _check_job(out: str, folder: Path, files: list[Path]) -> None:
     assert f"{len(rows)} images: {len(scored)} scored, {len(rows) - len(scored)} unreadable" in out
 
 
-def _train_tiny(run, data: Path) -> None:  # noqa: ANN001
-    run("train", "--arch", "cnn", "--data", data, "--epochs", 1, "--img-size", 32)
-
-
-def run(*args: object) -> str:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def test_an_edge_case_folder_scores_one_row_a_file_embedded(db_url, tiny_dataset, tmp_path) -> None:
-    _train_tiny(run, tiny_dataset)
+def test_an_edge_case_folder_scores_one_row_a_file_embedded(
+    db_url, tiny_checkpoint, tmp_path
+) -> None:
+    add_tiny_model(tiny_checkpoint)
     files = edge_folder(tmp_path / "edge")
     out = run("score", tmp_path / "edge", "--chunk-size", 16)
     _check_job(out, tmp_path / "edge", files)
 
 
 def test_an_edge_case_folder_scores_one_row_a_file_queued(
-    workers, tiny_dataset, tmp_path, monkeypatch
+    workers, tiny_checkpoint, tmp_path
 ) -> None:
-    monkeypatch.delenv("CXRQ_BROKER_URL")  # train in-process: this test is about scoring
-    _train_tiny(run, tiny_dataset)
-    monkeypatch.setenv("CXRQ_BROKER_URL", REDIS_URL)
+    add_tiny_model(tiny_checkpoint)
     workers.start()
     files = edge_folder(tmp_path / "edge")
     out = run("score", tmp_path / "edge", "--chunk-size", 16, "--wait")
     _check_job(out + workers.logs(), tmp_path / "edge", files)
-
-
-class _FailsOnBright(torch.nn.Module):
-    """A model that raises on any batch holding a bright image, and answers the rest."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.scale = torch.nn.Parameter(torch.ones(1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if bool((x.mean(dim=(1, 2, 3)) > 1.0).any()):
-            raise RuntimeError("cannot run this image")
-        return x.mean(dim=(1, 2, 3)) * self.scale
-
-
-def test_an_image_the_model_fails_on_is_its_own_error_row(tmp_path) -> None:
-    from training.data.preprocess import Normalizer
-    from training.models.checkpoint import ModelBundle
-    from training.scoring.inference import score_files_multi
-
-    paths = []
-    for i, level in enumerate((10, 250, 30, 40)):
-        paths.append(tmp_path / f"{i}.png")
-        Image.new("L", (16, 16), level).save(paths[-1])
-    bundle = ModelBundle(_FailsOnBright(), "cnn", 16, Normalizer())
-    scored = score_files_multi([bundle], paths)
-    assert scored.errors == {1: "cannot score image: RuntimeError: cannot run this image"}
-    assert torch.isnan(scored.probs[0, 1]) and torch.isfinite(scored.probs[0, [0, 2, 3]]).all()

@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 from sqlalchemy import select
 
-from cli.main import cli
 from db.schema import Job, Model, Prediction
 from db.session import session_scope
-from tests.conftest import REDIS_URL, make_xray
+from tests.conftest import make_xray
+from tests.helpers import add_tiny_model, run
 from training.data.data_files import find_splits
 from training.data.dicom_write import DicomSpec, write_dicom
 
@@ -31,16 +30,6 @@ SPECS = {
     "no-patient-id": DicomSpec(patient_id=None),
 }
 SALT = "test-salt"
-
-
-def run(*args: object) -> str:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def _train_tiny(data: Path) -> None:
-    run("train", "--arch", "cnn", "--data", data, "--epochs", 2, "--img-size", 32)
 
 
 def mixed_folder(sources: list[Path], root: Path) -> dict[str, str]:
@@ -93,10 +82,10 @@ def check_rows(job_id: int, twins: dict[str, str]) -> dict[str, Prediction]:
 
 
 def test_a_mixed_folder_scores_row_for_row_like_its_jpegs(
-    db_url, tiny_dataset, shared_data, tmp_path, monkeypatch
+    db_url, tiny_checkpoint, shared_data, tmp_path, monkeypatch
 ) -> None:
     monkeypatch.setenv("CXRQ_PATIENT_SALT", SALT)
-    _train_tiny(tiny_dataset)
+    add_tiny_model(tiny_checkpoint)
     test = shared_data / "chest_xray" / "test"
     sources = (
         sorted((test / "NORMAL").glob("*.jpeg"))[:7]
@@ -117,10 +106,10 @@ def test_a_mixed_folder_scores_row_for_row_like_its_jpegs(
     assert rows[next(iter(twins))].sop_instance_uid in csv and named[0] in csv
 
 
-def test_the_comparison_has_teeth(db_url, tiny_dataset, shared_data, tmp_path) -> None:
+def test_the_comparison_has_teeth(db_url, tiny_checkpoint, shared_data, tmp_path) -> None:
     """An inverted decode (MONOCHROME1 read as MONOCHROME2) moves the tiny model's probability
     by more than the 0.02 the twins must agree within, so agreeing twins mean something."""
-    _train_tiny(tiny_dataset)
+    add_tiny_model(tiny_checkpoint)
     folder = tmp_path / "pair"
     folder.mkdir()
     sources = sorted((shared_data / "chest_xray" / "test" / "NORMAL").glob("*.jpeg"))[:3]
@@ -157,12 +146,10 @@ def test_a_dicom_folder_trains_with_patients_from_the_headers(db_url, tmp_path) 
 
 
 def test_queued_workers_score_a_mixed_folder_like_embedded(
-    workers, tiny_dataset, shared_data, tmp_path, monkeypatch
+    workers, tiny_checkpoint, shared_data, tmp_path, monkeypatch
 ) -> None:
     monkeypatch.setenv("CXRQ_PATIENT_SALT", SALT)  # the workers inherit it
-    monkeypatch.delenv("CXRQ_BROKER_URL")  # train in-process: this test is about scoring
-    _train_tiny(tiny_dataset)
-    monkeypatch.setenv("CXRQ_BROKER_URL", REDIS_URL)
+    add_tiny_model(tiny_checkpoint)
     workers.start()
     sources = sorted((shared_data / "chest_xray" / "test" / "PNEUMONIA").glob("*.jpeg"))[:7]
     twins = mixed_folder(sources, tmp_path / "mixed")

@@ -8,17 +8,12 @@ from sqlalchemy import select
 from cli.main import cli
 from db.schema import Ensemble, Evaluation, Model, Prediction
 from db.session import session_scope
-from db.store import create_job
+from tests.helpers import run
 from tests.worker.test_jobs import _folder
 from worker.ensemble_job import EnsembleError, create_ensemble, create_seed_ensemble, fit_ensemble
+from worker.jobs import ScoreParams, create_score_job
 from worker.score_job import run_scoring_job
 from worker.score_plan import plan_chunks
-
-
-def run(*args: object) -> str:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 @pytest.fixture()
@@ -61,12 +56,8 @@ def _train_cnn_and_mlp(data: Path) -> Path:
 def test_an_ensemble_scores_with_members_rows_beside_its_own(two_models, tmp_path) -> None:
     ensemble_id = create_ensemble("pair", [("cnn", 0.6), ("mlp", 0.4)])
     folder = _folder(tmp_path)
-    chunks = plan_chunks(folder, 5)
-    with session_scope() as s:
-        job = create_job(s, "score", {"folder": str(folder), "ensemble_id": ensemble_id})
-        job.progress_total = 12
-        job_id = job.id
-    result = run_scoring_job(job_id, chunks)
+    job_id = create_score_job(ScoreParams(str(folder)), plan_chunks(folder, 5), "pair").id
+    result = run_scoring_job(job_id)
     assert result["state"] == "succeeded" and result["scores"]["n"] == 10
     with session_scope() as s:
         rows = s.scalars(select(Prediction).where(Prediction.job_id == job_id)).all()

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -19,9 +18,9 @@ from sqlalchemy import func, select
 from db.schema import Job, Model, Prediction, WorkUnit
 from db.session import session_scope
 from tests.conftest import make_xray
+from tests.helpers import add_tiny_model, job_id_of, job_row, linked_fullres, run
 from tests.worker.conftest import ROOT, wait_for
 from tests.worker.faults import DatabaseProxy, PrivateRedis
-from tests.worker.test_queue import _job, _job_id, _thousand_images, _tiny_model, run
 
 pytestmark = pytest.mark.faults
 
@@ -39,14 +38,8 @@ def private_redis(request, queued, tmp_path, monkeypatch) -> PrivateRedis:
     redis.kill()
 
 
-def _model(tiny_dataset: Path, monkeypatch, redis: PrivateRedis) -> str:
-    model = _tiny_model(tiny_dataset, monkeypatch)  # trains in-process, then points at REDIS_URL
-    monkeypatch.setenv("CXRQ_BROKER_URL", redis.url)
-    return model
-
-
 def _finished(job_id: int, timeout: float, logs) -> Job:  # noqa: ANN001
-    return wait_for(lambda: (j := _job(job_id)).finished_at and j, timeout, "the job", logs)
+    return wait_for(lambda: (j := job_row(job_id)).finished_at and j, timeout, "the job", logs)
 
 
 def assert_one_row_per_image(job_id: int, n_images: int) -> None:
@@ -64,16 +57,16 @@ def assert_one_row_per_image(job_id: int, n_images: int) -> None:
 
 
 def test_racing_chunks_never_leave_a_job_running(
-    workers, private_redis, tiny_dataset, tmp_path, monkeypatch
+    workers, private_redis, tiny_checkpoint, tmp_path
 ) -> None:
     """Two workers x two processes, one image per chunk: chunks commit at the same moment."""
-    model = _model(tiny_dataset, monkeypatch, private_redis)
+    model = str(add_tiny_model(tiny_checkpoint))
     folder = tmp_path / "eight"
     for i in range(8):
         make_xray(folder / f"x{i}.png", i % 2 == 0, i)
     workers.start(concurrency=2)
     workers.start(concurrency=2)
-    jobs = [_job_id(run("score", folder, "--model", model, "--chunk-size", 1)) for _ in range(12)]
+    jobs = [job_id_of(run("score", folder, "--model", model, "--chunk-size", 1)) for _ in range(12)]
     for job_id in jobs:
         job = _finished(job_id, 120, workers.logs)
         assert (job.state, job.progress_done, job.progress_total) == ("succeeded", 8, 8)
@@ -105,15 +98,15 @@ N_IMAGES = 300  # the 150 full-resolution X-rays, twice, in chunks of 25
 
 
 @pytest.fixture()
-def submit_scoring(private_redis, tiny_dataset, shared_data, tmp_path, monkeypatch):
+def submit_scoring(private_redis, tiny_checkpoint, shared_data, tmp_path):
     """Submits a job scoring N_IMAGES with a tiny model; returns its id."""
-    model = _model(tiny_dataset, monkeypatch, private_redis)
-    folder = _thousand_images(shared_data, tmp_path / "many", copies=N_IMAGES // 150)
-    return lambda: _job_id(run("score", folder, "--model", model, "--chunk-size", 25))
+    model = str(add_tiny_model(tiny_checkpoint))
+    folder = linked_fullres(shared_data, tmp_path / "many", copies=N_IMAGES // 150)
+    return lambda: job_id_of(run("score", folder, "--model", model, "--chunk-size", 25))
 
 
 def _started(job_id: int, workers) -> None:  # noqa: ANN001
-    wait_for(lambda: _job(job_id).progress_done > 0, 120, "scoring to start", workers.logs)
+    wait_for(lambda: job_row(job_id).progress_done > 0, 120, "scoring to start", workers.logs)
 
 
 def _ends_whole(job_id: int, workers, fault: str, since: float) -> None:  # noqa: ANN001
@@ -200,7 +193,7 @@ def test_cancel_ends_a_job_whose_worker_is_gone(workers, private_redis, submit_s
     private_redis.restart()  # and its messages with it
     out = run("cancel", job_id)
     assert "cancel requested" in out
-    wait_for(lambda: _job(job_id).state == "cancelled", 60, "the cancel", workers.logs)
+    wait_for(lambda: job_row(job_id).state == "cancelled", 60, "the cancel", workers.logs)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
@@ -217,7 +210,7 @@ def test_an_interrupted_embedded_job_ends(sig, tiny_dataset, shared_data, tmp_pa
     cxrq = [sys.executable, "-c", "from cli.main import cli; cli()"]
     train = [*cxrq, "train", "--arch", "cnn", "--data", str(tiny_dataset), "--epochs", "1"]
     subprocess.run([*train, "--img-size", "32"], cwd=ROOT, env=env, check=True)
-    folder = _thousand_images(shared_data, tmp_path / "many", copies=2)
+    folder = linked_fullres(shared_data, tmp_path / "many", copies=2)
     score = subprocess.Popen(
         [*cxrq, "score", str(folder), "--model", "cnn", "--chunk-size", "10"],
         cwd=ROOT,
@@ -261,7 +254,7 @@ def test_a_killed_training_restarts_once_and_a_live_one_never_twice(
     monkeypatch.setenv("CXRQ_LEASE_SECONDS", "2")  # the mechanism, not the default timing
     first, second = workers.start(), workers.start()
     args = ["--arch", "cnn", "--data", tiny_dataset, "--img-size", 32, "--epochs", 600]
-    job_id = _job_id(run("train", *args))
+    job_id = job_id_of(run("train", *args))
     unit_id, owner = wait_for(
         lambda: _running_unit(job_id), 120, "the training to start", workers.logs
     )

@@ -4,29 +4,34 @@ import pytest
 from sqlalchemy import func, select
 
 from db.schema import Evaluation, Job, Model, Prediction
+from db.scoring import store_unit
 from db.session import session_scope
 from db.store import create_job
-from db.work import claim, create_units
+from db.work import claim, unit_ids
 from tests.conftest import make_xray
 from training.fitting.config import make_config
+from training.scoring.answers import NOT_SCORED
 from worker import score_job, train_job
-from worker.score_job import (
-    NOT_SCORED,
-    fail_unit,
-    run_scoring_job,
-    score_unit,
-    settle,
-    true_label,
+from worker.jobs import (
+    ScoreParams,
+    TrainParams,
+    create_score_job,
+    create_train_job,
 )
+from worker.score_job import run_scoring_job
 from worker.score_plan import plan_chunks
+from worker.score_unit import fail_unit, score_unit
+from worker.settle import settle
 from worker.train_job import run_training_job
 
 
+def _train_job(data: Path, arch: str = "cnn", **config: object) -> int:
+    """A training job as the CLI makes it: the row and its one unit; returns the job id."""
+    return create_train_job(TrainParams(make_config(arch, img_size=32, **config), str(data))).id
+
+
 def _train(data: Path) -> int:
-    config = make_config("cnn", img_size=32, epochs=2, batch_size=8)
-    with session_scope() as s:
-        job_id = create_job(s, "train", {"config": config.to_dict(), "data": str(data)}).id
-    model_id = run_training_job(job_id)
+    model_id = run_training_job(_train_job(data, epochs=2, batch_size=8))
     assert model_id is not None
     return model_id
 
@@ -34,10 +39,8 @@ def _train(data: Path) -> int:
 def _score_job(folder: Path, model_id: int, chunk_size: int = 4) -> tuple[int, list[int]]:
     """A score job as the CLI makes it: the row and its units; returns (job id, unit ids)."""
     chunks = plan_chunks(folder, chunk_size)
-    with session_scope() as s:
-        job = create_job(s, "score", {"folder": str(folder), "chunk_size": chunk_size})
-        job.model_id, job.progress_total = model_id, sum(len(c) for c in chunks)
-        return job.id, create_units(s, job, chunks)
+    job = create_score_job(ScoreParams(str(folder), chunk_size), chunks, scorer=str(model_id))
+    return job.id, job.unit_ids
 
 
 def _folder(tmp_path: Path) -> Path:
@@ -64,12 +67,9 @@ def test_training_job_stores_weights_config_and_validation_scores(any_db_url, ti
 
 
 def test_a_cancelled_training_job_ends_cancelled(any_db_url, tiny_dataset) -> None:
+    job_id = create_train_job(TrainParams(make_config("mlp"), str(tiny_dataset))).id
     with session_scope() as s:
-        job = create_job(
-            s, "train", {"config": make_config("mlp").to_dict(), "data": str(tiny_dataset)}
-        )
-        job.cancel_requested = True
-        job_id = job.id
+        s.get(Job, job_id).cancel_requested = True
     assert run_training_job(job_id) is None
     with session_scope() as s:
         assert s.get(Job, job_id).state == "cancelled"
@@ -144,13 +144,6 @@ def test_cancel_stops_the_remaining_chunks(any_db_url, tiny_dataset, tmp_path) -
         assert job.state == "cancelled" and job.progress_done == 5
 
 
-def test_true_label_ignores_folders_above_the_scored_one(tmp_path) -> None:
-    root = tmp_path / "NORMAL" / "scans"
-    assert true_label(root / "PNEUMONIA" / "a.jpeg", root) == "PNEUMONIA"
-    assert true_label(root / "a.jpeg", root) is None
-    assert true_label(tmp_path / "NORMAL" / "a.jpeg", tmp_path / "NORMAL") == "NORMAL"
-
-
 def test_a_job_closes_though_a_concurrent_count_missed_rows(any_db_url, tiny_dataset, tmp_path):
     """Two chunks committing at once each count without the other's rows (READ COMMITTED):
     the job must still close when its last unit is done."""
@@ -189,9 +182,7 @@ def test_ctrl_c_ends_an_embedded_training_cancelled(any_db_url, tiny_dataset, mo
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train_job, "fit", interrupted)
-    config = make_config("cnn", img_size=32, epochs=1)
-    with session_scope() as s:
-        job_id = create_job(s, "train", {"config": config.to_dict(), "data": str(tiny_dataset)}).id
+    job_id = _train_job(tiny_dataset, epochs=1)
     with pytest.raises(KeyboardInterrupt):
         run_training_job(job_id)
     with session_scope() as s:
@@ -199,12 +190,10 @@ def test_ctrl_c_ends_an_embedded_training_cancelled(any_db_url, tiny_dataset, mo
 
 
 def test_a_training_a_live_worker_holds_is_not_started_again(any_db_url, tiny_dataset) -> None:
-    config = make_config("cnn", img_size=32, epochs=1)
+    job_id = _train_job(tiny_dataset, epochs=1)
     with session_scope() as s:
-        job = create_job(s, "train", {"config": config.to_dict(), "data": str(tiny_dataset)})
-        (unit,) = create_units(s, job, [[]])
+        (unit,) = unit_ids(s, job_id)
         claim(s, unit, "alive:1/x", 30)  # another worker is training it now
-        job_id = job.id
     assert run_training_job(job_id, unit_id=unit) is None
     with session_scope() as s:
         assert s.get(Job, job_id).state == "pending" and s.scalars(select(Model)).first() is None
@@ -218,6 +207,17 @@ def test_a_late_stale_count_never_lowers_progress(any_db_url, tiny_dataset, tmp_
     settle(job_id)
     with session_scope() as s:
         s.get(Job, job_id).progress_done = 12
-    score_job._write_rows(job_id, units[0], "model:0", [], True)  # counts 0 rows of "model:0"
+    with session_scope() as s:
+        store_unit(s, job_id, units[0], "model:0", [])  # counts 0 rows of "model:0"
     with session_scope() as s:
         assert s.get(Job, job_id).progress_done == 12
+
+
+def test_a_training_job_made_before_units_existed_gets_its_unit(any_db_url, tiny_dataset):
+    """Rows written by older versions have no unit; running one makes it."""
+    config = make_config("mlp", img_size=32, epochs=1).to_dict()
+    with session_scope() as s:
+        job_id = create_job(s, "train", {"config": config, "data": str(tiny_dataset)}).id
+    assert run_training_job(job_id) is not None
+    with session_scope() as s:
+        assert len(unit_ids(s, job_id, ("done",))) == 1

@@ -11,11 +11,10 @@ from sqlalchemy import select
 
 from db.schema import Evaluation, Heatmap, Prediction
 from db.session import session_scope
-from tests.conftest import make_xray
-from tests.training.test_kinds import kinds_dataset
-from tests.worker.test_ensembles import run
-from training.explain.gradcam import decode_grid
-from worker.scorers import combine_viral, ensemble_kind_threshold
+from tests.conftest import kinds_dataset, make_xray
+from tests.helpers import run
+from training.explain.grid import decode_grid
+from training.scoring.ensemble import combine_viral, ensemble_kind_threshold
 
 
 @pytest.fixture()

@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from cli.main import cli
-from db.schema import Heatmap, Job, Model, Prediction
+from db.schema import Heatmap, Prediction
 from db.session import session_scope
-from db.store import create_job
-from tests.conftest import REDIS_URL, add_model_row, make_xray
+from tests.conftest import add_model_row, make_xray
+from tests.helpers import add_tiny_model, job_id_of, job_row, linked_fullres, run
 from tests.worker.conftest import wait_for
+from worker.jobs import ScoreParams, create_score_job
 from worker.score_job import run_scoring_job
-from worker.score_plan import plan_chunks
-
-
-def run(*args: object, ok: bool = True) -> str:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert (result.exit_code == 0) == ok, result.output
-    return result.output
-
-
-def _job(job_id: int) -> Job:
-    with session_scope() as s:
-        return s.get(Job, job_id)
+from worker.score_plan import plan_folder
 
 
 def _rows(job_id: int) -> dict[str, tuple]:
@@ -49,10 +35,6 @@ def _rows(job_id: int) -> dict[str, tuple]:
     }
 
 
-def _job_id(output: str) -> int:
-    return int(output.split()[1].rstrip(":"))
-
-
 def _labelled_folder(root: Path, n: int = 10) -> Path:
     for i in range(n):
         make_xray(root / "NORMAL" / f"n{i}.jpeg", False, i)
@@ -70,19 +52,20 @@ def test_two_workers_train_and_score_like_embedded(workers, tiny_dataset, tmp_pa
     assert "queued" in out and "validation: F1" in out, out + workers.logs()
     folder = _labelled_folder(tmp_path / "scan")
     out = run("score", folder, "--chunk-size", 3, "--explain", "--wait")
-    queued_job = _job_id(out)
+    queued_job = job_id_of(out)
     assert "queued 7 chunks" in out and f"job {queued_job} succeeded" in out
-    job = _job(queued_job)
+    job = job_row(queued_job)
     assert job.progress_done == job.progress_total == 21
     with session_scope() as s:  # workers stored a map for every readable image
         maps = s.scalars(select(Heatmap.path).where(Heatmap.job_id == queued_job)).all()
     assert len(maps) == 20 and all("broken" not in p for p in maps)
 
-    with session_scope() as s:  # the same model, scored in this process
-        embedded = create_job(s, "score", {"folder": str(folder)})
-        embedded.model_id, embedded.progress_total = job.model_id, 21
-        embedded_job = embedded.id
-    run_scoring_job(embedded_job, plan_chunks(folder, 5))  # makes the job's units
+    # the same model, scored in this process
+    chunks, unreadable = plan_folder(folder, 5)
+    embedded_job = create_score_job(
+        ScoreParams(str(folder)), chunks, str(job.model_id), unreadable
+    ).id
+    run_scoring_job(embedded_job)
     queued_rows, embedded_rows = _rows(queued_job), _rows(embedded_job)
     assert queued_rows.keys() == embedded_rows.keys()
     for name, (prob, viral, confidence, *rest) in queued_rows.items():  # float noise: shapes
@@ -98,41 +81,18 @@ def test_two_workers_train_and_score_like_embedded(workers, tiny_dataset, tmp_pa
     assert page.count('"path": ') == 20 and "broken.jpeg" in page  # 20 images, 1 error row
 
 
-def _thousand_images(shared_data: Path, root: Path, copies: int = 7) -> Path:
-    """150 x copies files: the full-resolution X-rays, hard-linked (each link a file of its own;
-    symlinks to one file count once)."""
-    for copy in range(copies):
-        for src in sorted((shared_data / "fullres").rglob("*.jpeg")):
-            dst = root / f"copy{copy}" / src.parent.name / src.name
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(src, dst)
-            except OSError:  # another file system
-                shutil.copyfile(src, dst)
-    return root
-
-
-def _tiny_model(tiny_dataset: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Train in-process (no broker): these tests are about scoring."""
-    monkeypatch.delenv("CXRQ_BROKER_URL")
-    run("train", "--arch", "cnn", "--data", tiny_dataset, "--epochs", 1, "--img-size", 32)
-    monkeypatch.setenv("CXRQ_BROKER_URL", REDIS_URL)
-    with session_scope() as s:
-        return str(s.scalars(select(Model.id)).one())
-
-
 def test_a_killed_worker_loses_nothing_and_doubles_nothing(
-    workers, tiny_dataset, shared_data, tmp_path, monkeypatch
+    workers, tiny_checkpoint, shared_data, tmp_path
 ) -> None:
-    model = _tiny_model(tiny_dataset, monkeypatch)
-    folder = _thousand_images(shared_data, tmp_path / "many")
+    model = str(add_tiny_model(tiny_checkpoint))
+    folder = linked_fullres(shared_data, tmp_path / "many")
     first = workers.start()
-    job_id = _job_id(run("score", folder, "--model", model, "--chunk-size", 50))
-    wait_for(lambda: 0 < _job(job_id).progress_done < 600, 120, "scoring to start", workers.logs)
+    job_id = job_id_of(run("score", folder, "--model", model, "--chunk-size", 50))
+    wait_for(lambda: 0 < job_row(job_id).progress_done < 600, 120, "scoring to start", workers.logs)
     workers.kill(first)  # SIGKILL, worker and pool process: its chunk stays unacknowledged
-    done_at_kill = _job(job_id).progress_done
+    done_at_kill = job_row(job_id).progress_done
     workers.start()
-    job = wait_for(lambda: (j := _job(job_id)).finished_at and j, 180, "the job", workers.logs)
+    job = wait_for(lambda: (j := job_row(job_id)).finished_at and j, 180, "the job", workers.logs)
     assert job.state == "succeeded", job.message
     assert done_at_kill < 1050
     with session_scope() as s:
@@ -145,16 +105,14 @@ def test_a_killed_worker_loses_nothing_and_doubles_nothing(
     assert count == distinct == 1050
 
 
-def test_cancel_stops_a_queued_scoring_job(
-    workers, tiny_dataset, shared_data, tmp_path, monkeypatch
-) -> None:
-    model = _tiny_model(tiny_dataset, monkeypatch)
-    folder = _thousand_images(shared_data, tmp_path / "many")
+def test_cancel_stops_a_queued_scoring_job(workers, tiny_checkpoint, shared_data, tmp_path) -> None:
+    model = str(add_tiny_model(tiny_checkpoint))
+    folder = linked_fullres(shared_data, tmp_path / "many")
     workers.start()
-    job_id = _job_id(run("score", folder, "--model", model, "--chunk-size", 50))
-    wait_for(lambda: _job(job_id).progress_done > 0, 120, "scoring to start", workers.logs)
+    job_id = job_id_of(run("score", folder, "--model", model, "--chunk-size", 50))
+    wait_for(lambda: job_row(job_id).progress_done > 0, 120, "scoring to start", workers.logs)
     assert "cancel requested" in run("cancel", job_id)
-    job = wait_for(lambda: (j := _job(job_id)).finished_at and j, 60, "the cancel", workers.logs)
+    job = wait_for(lambda: (j := job_row(job_id)).finished_at and j, 60, "the cancel", workers.logs)
     assert job.state == "cancelled" and job.progress_done < 1050
     assert "already cancelled" in run("cancel", job_id)
     assert "cancelled" in run("status", job_id, ok=True)
@@ -165,19 +123,19 @@ def test_a_chunk_that_keeps_failing_is_retried_then_recorded(workers, tmp_path) 
     folder = _labelled_folder(tmp_path / "scan", n=2)
     workers.start()
     out = run("score", folder, "--model", "broken", "--chunk-size", 2, "--wait", ok=False)
-    job_id = _job_id(out)
-    job = _job(job_id)
+    job_id = job_id_of(out)
+    job = job_row(job_id)
     assert job.state == "partial" and "5 not scored" in job.message, out + workers.logs()
     assert workers.logs().count("Retry in") >= 3  # three retries with back-off, then recorded
 
 
 def test_wait_with_no_worker_stops_with_one_line(
-    queued, tiny_dataset, tmp_path, monkeypatch
+    queued, tiny_checkpoint, tmp_path, monkeypatch
 ) -> None:
-    model = _tiny_model(tiny_dataset, monkeypatch)
+    model = str(add_tiny_model(tiny_checkpoint))
     monkeypatch.setattr("cli.follow.STALL_S", 2.0)
     folder = _labelled_folder(tmp_path / "scan", n=2)
     out = run("score", folder, "--model", model, "--wait", ok=False)
     last = out.strip().splitlines()[-1]
     assert "no worker answers" in last and "start one with `cxrq worker`" in last, out
-    assert _job(_job_id(out)).state == "pending"  # still queued for a worker to come
+    assert job_row(job_id_of(out)).state == "pending"  # still queued for a worker to come

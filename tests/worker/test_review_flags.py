@@ -13,7 +13,7 @@ from sqlalchemy import select
 from db.schema import Model, Prediction
 from db.session import session_scope
 from tests.conftest import make_dataset, make_xray
-from tests.worker.test_ensembles import run
+from tests.helpers import run
 from training.models.checkpoint import from_bytes
 
 

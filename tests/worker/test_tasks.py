@@ -7,8 +7,9 @@ from sqlalchemy import select
 from db.schema import Job, Prediction
 from db.session import DatabaseError, session_scope
 from tests.worker.test_jobs import _folder, _score_job, _train
-from worker import score_job, tasks
-from worker.celery_app import app
+from worker import score_unit, settle, tasks
+from worker.celery_app import app, app_for
+from worker.sending import TASKS
 
 
 def test_the_app_is_json_only_with_late_acks() -> None:
@@ -23,12 +24,21 @@ def test_the_app_is_json_only_with_late_acks() -> None:
     assert routes["cxrq.score_chunk"]["queue"] == "score"
 
 
+def test_one_app_per_broker_sends_the_tasks_the_workers_run() -> None:
+    assert TASKS == {"train": "cxrq.train", "score": "cxrq.score_chunk"}
+    assert {tasks.train.name, tasks.score_chunk.name} == set(TASKS.values())
+    assert app_for() is app_for() is app  # the broker setting has not changed since import
+    other = app_for("redis://127.0.0.1:1/0")
+    assert other is not app and other is app_for("redis://127.0.0.1:1/0")
+    assert other.conf.task_routes == app.conf.task_routes
+
+
 def test_a_chunk_that_fails_once_is_retried_and_written_once(
     any_db_url, tiny_dataset, tmp_path: Path, monkeypatch
 ) -> None:
     model_id = _train(tiny_dataset)
     job_id, units = _score_job(_folder(tmp_path), model_id, chunk_size=12)
-    real, calls = score_job.score_unit, []
+    real, calls = score_unit.score_unit, []
 
     def flaky(unit_id: int) -> int:
         calls.append(unit_id)
@@ -36,7 +46,7 @@ def test_a_chunk_that_fails_once_is_retried_and_written_once(
             raise ConnectionError("share flapped")
         return real(unit_id)
 
-    monkeypatch.setattr(score_job, "score_unit", flaky)
+    monkeypatch.setattr(score_unit, "score_unit", flaky)
     tasks.score_chunk.apply(args=(job_id, units[0]))
     assert calls == [units[0], units[0]]
     with session_scope() as s:
@@ -53,7 +63,7 @@ def test_a_chunk_that_always_fails_becomes_error_rows(
     def broken(unit_id: int) -> int:
         raise OSError("share unmounted")
 
-    monkeypatch.setattr(score_job, "score_unit", broken)
+    monkeypatch.setattr(score_unit, "score_unit", broken)
     tasks.score_chunk.apply(args=(job_id, units[0]))
     with session_scope() as s:
         errors = s.scalars(select(Prediction.error)).all()
@@ -68,7 +78,7 @@ def test_a_database_outage_is_waited_out_not_recorded_as_lost(
     """Longer than the three retries a broken chunk gets: still no 'not scored' row."""
     model_id = _train(tiny_dataset)
     job_id, units = _score_job(_folder(tmp_path), model_id, chunk_size=12)
-    real, calls = score_job.score_unit, []
+    real, calls = score_unit.score_unit, []
 
     def outage(unit_id: int) -> int:
         calls.append(unit_id)
@@ -76,7 +86,7 @@ def test_a_database_outage_is_waited_out_not_recorded_as_lost(
             raise DatabaseError("database postgresql://x: connection refused")
         return real(unit_id)
 
-    monkeypatch.setattr(score_job, "score_unit", outage)
+    monkeypatch.setattr(score_unit, "score_unit", outage)
     monkeypatch.setattr(tasks, "backoff", lambda attempt: 0)
     tasks.score_chunk.apply(args=(job_id, units[0]))
     assert len(calls) == 7
@@ -93,7 +103,7 @@ def test_a_connection_cut_as_the_job_closes_is_retried(
 ) -> None:
     model_id = _train(tiny_dataset)
     job_id, units = _score_job(_folder(tmp_path), model_id, chunk_size=12)
-    real, calls = score_job.settle, []
+    real, calls = settle.settle, []
 
     def cut_once(job: int):
         calls.append(job)
@@ -101,7 +111,7 @@ def test_a_connection_cut_as_the_job_closes_is_retried(
             raise DatabaseError("database postgresql://x: server closed the connection")
         return real(job)
 
-    monkeypatch.setattr(score_job, "settle", cut_once)
+    monkeypatch.setattr(settle, "settle", cut_once)
     monkeypatch.setattr(tasks, "backoff", lambda attempt: 0)
     tasks.score_chunk.apply(args=(job_id, units[0]))
     with session_scope() as s:

@@ -19,6 +19,7 @@ from pathlib import Path
 from training.data.dicom import header_patient_id, is_dicom
 
 CLASSES = ("NORMAL", "PNEUMONIA")  # index 1 is the positive class
+KIND_LABELS = ("BACTERIAL", "VIRAL")  # kind codes 0 and 1 (kind_code)
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 SPLITS = ("train", "val", "test")
 
@@ -144,6 +145,13 @@ def label_from_path(path: str | Path) -> int | None:
         if upper in CLASSES:
             return CLASSES.index(upper)
     return None
+
+
+def folder_label(path: Path, folder: Path) -> str | None:
+    """NORMAL/PNEUMONIA when the scored folder, or a folder inside it, is named so."""
+    inside = path.relative_to(folder.parent) if path.is_relative_to(folder.parent) else path
+    label = label_from_path(inside)
+    return None if label is None else CLASSES[label]
 
 
 def _class_dirs(folder: Path) -> dict[int, Path]:

@@ -29,7 +29,6 @@ from PIL import Image
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 _MAGIC_OFFSET, _MAGIC = 128, b"DICM"  # after the 128-byte preamble (PS3.10 7.1)
-SALT_ENV = "CXRQ_PATIENT_SALT"
 
 # pydicom warns on stderr about what it reads past (a file cut short, a bad value); the file's
 # error row already says what matters. Set once here: changing filters while decoding threads
@@ -358,22 +357,21 @@ def _text(ds, keyword: str) -> str | None:  # noqa: ANN001
     return str(ds.get(keyword, "") or "").strip() or None
 
 
-def identity(path: str | os.PathLike) -> DicomIdentity | None:
-    """The SOP Instance UID and salted patient hash of a DICOM file; None for other files."""
+def identity(path: str | os.PathLike, salt: str | None) -> DicomIdentity | None:
+    """The SOP Instance UID and salted patient hash of a DICOM file; None for other files.
+    The salt is the deployment's (CXRQ_PATIENT_SALT, read by the caller); None: no hash."""
     if not is_dicom(path):
         return None
     ds = _header(path)
     if ds is None:
         return DicomIdentity(None, None)
     patient = _text(ds, "PatientID")
-    return DicomIdentity(_text(ds, "SOPInstanceUID"), patient and patient_hash(patient))
+    return DicomIdentity(_text(ds, "SOPInstanceUID"), patient and patient_hash(patient, salt))
 
 
-def patient_hash(patient_id: str, salt: str | None = None) -> str | None:
-    """HMAC-SHA256 of the ID keyed by the salt (CXRQ_PATIENT_SALT), 32 hex digits; None when no
-    salt is set, because an unsalted hash of a short hospital number is undone by trying them
-    all."""
-    salt = os.environ.get(SALT_ENV, "") if salt is None else salt
+def patient_hash(patient_id: str, salt: str | None) -> str | None:
+    """HMAC-SHA256 of the ID keyed by the salt, 32 hex digits; None without a salt, because an
+    unsalted hash of a short hospital number is undone by trying them all."""
     if not salt:
         return None
     return hmac.new(salt.encode(), patient_id.encode(), hashlib.sha256).hexdigest()[:32]

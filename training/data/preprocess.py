@@ -7,16 +7,16 @@ normalises per batch, serving does the same per batch, so the two paths cannot d
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from training.data.bitdepth import to_8bit
+from training.data.crop import central_box
 from training.data.dicom import DicomError, first_line, open_image
 from training.data.equalize import equalize
 
@@ -88,35 +88,6 @@ def _check_pixels(declared: tuple[int, int], decoded: tuple[int, int]) -> None:
     if decoded[0] * decoded[1] > MAX_PIXELS:
         w, h = declared
         raise ImageDecodeError(f"image too large: {w} x {h} pixels, limit {MAX_PIXELS:,}")
-
-
-def to_8bit(img: Image.Image) -> Image.Image:
-    """A 16-bit, 32-bit or float grayscale image as "L", scaled by its bit depth.
-
-    The depth is not stored in the file (a 12-bit detector's PNG is a 16-bit PNG), so it is
-    taken from the brightest pixel: the smallest of 8, 10, 12, 14, 16, ... bits that holds it.
-    A 16-bit copy of an 8-bit image (values x 257) so maps back to the 8-bit values when its
-    brightest pixel is at least 64 (any X-ray's is), and a 12-bit image fills 0-255 instead of
-    saturating to white as PIL's own conversion does. Floats up to 1.0 are taken as 0-1;
-    negative and non-finite values are black."""
-    pixels = np.array(img, dtype=np.float32)  # float32: exact for 16 bits, half of float64
-    np.nan_to_num(pixels, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-    np.clip(pixels, 0.0, None, out=pixels)
-    top = float(pixels.max(initial=0.0))
-    if img.mode == "F" and top <= 1.0:
-        full_scale = 1.0
-    else:
-        bits = max(8, math.ceil(top).bit_length())
-        full_scale = float(2 ** (bits + bits % 2) - 1)
-    pixels *= 255.0 / full_scale
-    return Image.fromarray(np.rint(pixels).clip(0, 255).astype(np.uint8))
-
-
-def central_box(wh: tuple[int, int], fraction: float) -> tuple[int, int, int, int]:
-    """The (left, top, right, bottom) box keeping the central `fraction` of each side."""
-    w, h = wh
-    dx, dy = round(w * (1 - fraction) / 2), round(h * (1 - fraction) / 2)
-    return dx, dy, w - dx, h - dy
 
 
 @dataclass

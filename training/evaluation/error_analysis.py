@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from training.evaluation.metrics import binary_scores, roc_auc
-from training.scoring.ensemble import sensitivity_threshold
+from training.fitting.thresholds import sensitivity_threshold
 
 
 def specificity_at_sensitivity(y: torch.Tensor, prob: torch.Tensor, sensitivity: float) -> float:

@@ -66,7 +66,7 @@ def binary_scores(
     y_true: Sequence[int] | torch.Tensor,
     prob: Sequence[float] | torch.Tensor,
     threshold: float = 0.5,
-    pred: torch.Tensor | None = None,
+    pred: Sequence[int] | torch.Tensor | None = None,
 ) -> dict[str, float | int]:
     """Every score cxrq stores: F1, precision, sensitivity, specificity, accuracy, AUC, counts.
 
@@ -77,7 +77,7 @@ def binary_scores(
     p = _finite(prob)
     if y.numel() != p.numel():
         raise ValueError(f"{y.numel()} labels but {p.numel()} probabilities")
-    pred = (p >= threshold).long() if pred is None else pred.long().flatten()
+    pred = (p >= threshold).long() if pred is None else torch.as_tensor(pred).long().flatten()
     tp = int(((pred == 1) & (y == 1)).sum())
     fp = int(((pred == 1) & (y == 0)).sum())
     tn = int(((pred == 0) & (y == 0)).sum())
@@ -141,7 +141,6 @@ KIND_SCORE_KEYS = (
     "kind_threshold",
     "kind_n",
 )
-KIND_LABELS = ("BACTERIAL", "VIRAL")
 
 
 def kind_scores(

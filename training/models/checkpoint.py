@@ -17,7 +17,7 @@ from torch import nn
 
 from training.data.preprocess import Normalizer
 from training.models.registry import create_model
-from training.review.verdicts import ReviewStats
+from training.review.stats import ReviewStats
 
 _META_KEY = "cxrq"
 _REVIEW_PREFIX = "review."  # tensors of the review statistics, beside the weights

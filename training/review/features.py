@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from training.scoring.ensemble import fit_balanced_logistic
+from training.fitting.logistic import fit_balanced_logistic
 
 THUMB = 16  # thumbnail side
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from training.evaluation.metrics import roc_auc
-from training.scoring.ensemble import balanced_threshold, fit_stacking, stack
+from training.fitting.thresholds import balanced_threshold
+from training.scoring.ensemble import fit_stacking, stack
 
 
 @dataclass

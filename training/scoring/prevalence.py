@@ -9,17 +9,13 @@ balancing sensitivity and specificity.
 
 from __future__ import annotations
 
-import math
-
 import torch
+
+from training.fitting.logistic import logit
 
 
 class PrevalenceError(ValueError):
     user_error = True  # the CLI prints str(exc) as one line, no traceback
-
-
-def _logit(p: float) -> float:
-    return math.log(p / (1.0 - p))
 
 
 def prior_shift(prob: torch.Tensor, train_prior: float | None, prevalence: float) -> torch.Tensor:
@@ -32,5 +28,7 @@ def prior_shift(prob: torch.Tensor, train_prior: float | None, prevalence: float
     if not (0.0 < prevalence < 1.0 and 0.0 < train_prior < 1.0):
         raise PrevalenceError(f"prevalence must be strictly between 0 and 1, got {prevalence}")
     p = prob.double().clamp(1e-12, 1 - 1e-12)
-    shifted = torch.logit(p) + (_logit(prevalence) - _logit(train_prior))
+    # Both priors are known to lie inside (0, 1): eps=0 leaves them unclamped.
+    priors = logit(torch.tensor([prevalence, train_prior], dtype=torch.float64), eps=0.0)
+    shifted = torch.logit(p) + float(priors[0] - priors[1])
     return torch.sigmoid(shifted).to(prob.dtype)

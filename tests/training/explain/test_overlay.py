@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import random
-import struct
-import sys
 from collections import deque
 from pathlib import Path
 
@@ -12,13 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli import heatmap_image
-from cli.heatmap_image import (
+from training.explain import overlay
+from training.explain.overlay import (
     BOX_COLOUR,
     HeatmapImageError,
     colormap,
     crop_region,
-    decode_grid,
     hottest_box,
     render_overlay,
 )
@@ -42,34 +39,13 @@ def grey_png(path: Path, size: tuple[int, int], level: int = 90) -> Path:
     return path
 
 
-# decode_grid
-
-
-def test_decode_grid_round_trips_little_endian_float16() -> None:
-    values = [0.0, 0.25, 0.5, 1.0, -2.0, 0.125]
-    data = struct.pack("<" + "e" * len(values), *values)
-    assert decode_grid(data, 2, 3) == values
-
-
-def test_decode_grid_rejects_a_wrong_length_in_one_line() -> None:
-    with pytest.raises(ValueError) as caught:
-        decode_grid(b"\x00" * 10, 2, 3)
-    assert "\n" not in str(caught.value)
-    assert "12 bytes" in str(caught.value)
-
-
-def test_decode_grid_reads_little_endian_whatever_the_host() -> None:
-    # 1.0 in float16 is 0x3C00: little-endian bytes 00 3C; -2.0 is 0xC000.
-    assert decode_grid(b"\x00\x3c\x00\xc0", 1, 2) == [1.0, -2.0]
-
-
 # crop_region mirrors the model's own crop
 
 
 @pytest.mark.parametrize("size", [(400, 300), (1001, 777), (5, 3), (2, 2), (3000, 2400)])
 @pytest.mark.parametrize("crop", [1.0, 0.9, 0.875, 0.8, 0.5, 0.33])
 def test_crop_region_is_the_models_central_box(size: tuple[int, int], crop: float) -> None:
-    from training.data.preprocess import central_box
+    from training.data.crop import central_box
 
     assert crop_region(size, crop) == central_box(size, crop)
 
@@ -144,6 +120,18 @@ def test_a_grid_of_the_wrong_length_is_refused() -> None:
         hottest_box([1.0] * 15, 4, 4, (400, 300))
 
 
+def test_a_decoded_grid_boxes_and_draws_as_its_values_do(tmp_path: Path) -> None:
+    from training.explain.grid import decode_grid, encode_grid
+
+    values = one_hot(4, 4, 1, 2, 0.75)
+    grid = decode_grid(encode_grid(np.reshape(values, (4, 4))), 4, 4)  # (4, 4) float32
+    assert hottest_box(grid, 4, 4, (400, 300)) == hottest_box(values, 4, 4, (400, 300))
+    src = grey_png(tmp_path / "xray.png", (400, 300))
+    render_overlay(src, grid, 4, 4, 0.9, tmp_path / "a.png")
+    render_overlay(src, values, 4, 4, 0.9, tmp_path / "b.png")
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
 def full_resolution_box(grid, height, width, size, crop):
     """The definition applied literally, pixel by pixel over the whole crop region."""
     left, top, right, bottom = crop_region(size, crop)
@@ -174,7 +162,7 @@ def test_the_working_grid_box_is_within_a_working_pixel_of_full_resolution(seed:
     got = hottest_box(grid, height, width, size, crop)
     want = full_resolution_box(grid, height, width, size, crop)
     left, top, right, bottom = crop_region(size, crop)
-    per_cell = heatmap_image.WORK_SIDE // max(height, width)
+    per_cell = overlay.WORK_SIDE // max(height, width)
     tol_x = (right - left) / (width * per_cell) + 1
     tol_y = (bottom - top) / (height * per_cell) + 1
     assert got is not None
@@ -283,24 +271,13 @@ def test_colormap_runs_dark_to_bright() -> None:
     assert all(np.diff(brightness) >= 0)
 
 
-def test_importing_the_module_does_not_import_torch() -> None:
-    import subprocess
-
-    probe = "import sys, cli.heatmap_image; print('torch' in sys.modules)"
-    root = Path(__file__).resolve().parents[2]
-    result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "False"
-
-
 def test_a_dicom_is_drawn_as_displayed_and_a_broken_one_is_one_line(tmp_path) -> None:
     from training.data.dicom_write import DicomSpec, write_dicom
 
     gray = np.random.default_rng(0).integers(0, 256, (40, 60), dtype=np.uint8)
     write_dicom(tmp_path / "x.dcm", gray, DicomSpec(bits=16, monochrome1=True))
-    drawn = np.array(heatmap_image.open_rgb(tmp_path / "x.dcm"))
+    drawn = np.array(overlay.open_rgb(tmp_path / "x.dcm"))
     assert drawn.shape == (40, 60, 3) and (drawn[..., 0] == gray).all()
     (tmp_path / "bad.dcm").write_bytes(b"\0" * 200)
-    with pytest.raises(heatmap_image.HeatmapImageError, match="bad.dcm"):
-        heatmap_image.open_rgb(tmp_path / "bad.dcm")
+    with pytest.raises(overlay.HeatmapImageError, match="bad.dcm"):
+        overlay.open_rgb(tmp_path / "bad.dcm")

@@ -10,7 +10,7 @@ from training.data.equalize import clahe, equalize
 from training.data.preprocess import Normalizer, decode_image
 from training.models.checkpoint import ModelBundle, from_bytes, to_bytes
 from training.models.registry import create_model
-from training.scoring.inference import score_files_multi
+from training.scoring.files import score_files_multi
 
 
 def _dim_gradient(h: int = 96, w: int = 80) -> np.ndarray:

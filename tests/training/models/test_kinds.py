@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import make_xray
+from tests.conftest import kinds_dataset
 from training.data.data_files import kind_code, pneumonia_kind
 from training.data.preprocess import Normalizer
 from training.evaluation.metrics import kind_scores
 from training.fitting.config import make_config
-from training.fitting.train_loop import fit
+from training.fitting.fit import fit
 from training.models.checkpoint import ModelBundle, from_bytes, to_bytes
 from training.models.registry import KIND_HEADS, create_model, list_models, split_logits
 
@@ -95,17 +95,6 @@ def test_a_checkpoint_keeps_its_kind_head_and_threshold() -> None:
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(model(x), loaded.model(x), atol=1e-5)
-
-
-def kinds_dataset(root: Path, per_kind: int = 8) -> Path:
-    """train/ with NORMAL, bacterial and viral images; viral ones carry a second blob."""
-    for i in range(per_kind * 2):
-        make_xray(root / "train" / "NORMAL" / f"IM-{i // 2:04d}-{i:04d}.jpeg", False, i)
-    for i in range(per_kind):
-        for kind, offset in (("bacteria", 1000), ("virus", 2000)):
-            path = root / "train" / "PNEUMONIA" / f"person{offset + i // 2}_{kind}_{i}.jpeg"
-            make_xray(path, True, offset + i)
-    return root
 
 
 def test_training_with_a_kind_head_stores_the_kind_scores(tmp_path: Path) -> None:

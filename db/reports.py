@@ -1,7 +1,7 @@
-"""Reads: resolving a model reference and the rows behind every `cxrq report`.
+"""The rows behind every `cxrq report`: models, ensembles, jobs, a job, its predictions, a heatmap.
 
-Each report function returns a list of flat dicts with stable keys, so the CLI can print the
-same data as a table, CSV or JSON.
+Each report function returns a list of flat dicts (or one dict) with stable keys, so the CLI can
+print the same data as a table, CSV or JSON; `cxrq report NAME` calls NAME_report here.
 """
 
 from __future__ import annotations
@@ -11,97 +11,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.columns import IDENTITY_COLUMNS, KIND_COLUMNS, REVIEW_COLUMNS, REVIEW_REASONS, SCORE_COLUMNS
-from db.schema import Ensemble, Evaluation, Heatmap, Job, Model, Prediction, scorer_key
-from db.store import NotFoundError, get_job
-
-
-def _latest(
-    session: Session, split: str, model_id: int | None = None, ensemble_id: int | None = None
-) -> Evaluation | None:
-    """The newest evaluation of a model or an ensemble on one split (a refit adds another)."""
-    owner = (
-        Evaluation.model_id == model_id
-        if ensemble_id is None
-        else Evaluation.ensemble_id == ensemble_id
-    )
-    return session.scalars(
-        select(Evaluation).where(owner, Evaluation.split == split).order_by(Evaluation.id.desc())
-    ).first()
-
-
-def _best_by_val_f1(session: Session, models: list[Model]) -> Model:
-    """Best validation F1, compared only on one validation set: the largest one.
-
-    F1 on different validation sets is not comparable (a 4-image quick run scores 1.0 on n=2),
-    so only models validated on the same images as the largest validation set compete.
-    """
-    vals = {m.id: _latest(session, "validation", m.id) for m in models}
-    validated = [v for v in vals.values() if v is not None]
-    if not validated:
-        return max(models, key=lambda m: m.id)  # nothing to compare: the newest
-    largest = max(validated, key=lambda v: (v.n, v.id))
-    same_set = [
-        m for m in models if (v := vals[m.id]) and (v.dataset, v.n) == (largest.dataset, largest.n)
-    ]
-    return max(same_set, key=lambda m: (vals[m.id].f1, m.id))  # ties: the newest
-
-
-def resolve_model(session: Session, ref: str | None) -> Model:
-    """A model by id, by name, or by arch; several matches (or no ref) -> best validation F1
-    on the largest shared validation set."""
-    if ref is not None and ref.isdigit():
-        model = session.get(Model, int(ref))
-        if model is None:
-            raise NotFoundError(f"no model with id {ref}; `cxrq report models` lists them")
-        return model
-    query = select(Model)
-    if ref is not None:
-        named = session.scalars(query.where(Model.name == ref)).all()
-        candidates = list(named or session.scalars(query.where(Model.arch == ref)).all())
-    else:
-        candidates = list(session.scalars(query).all())
-    if not candidates:
-        hint = f"no model named {ref!r}" if ref else "no trained model yet"
-        raise NotFoundError(f"{hint}; train one with `cxrq train --arch googlenet`")
-    return _best_by_val_f1(session, candidates)
-
-
-def resolve_ensemble(session: Session, name: str) -> Ensemble:
-    ensemble = session.scalars(select(Ensemble).where(Ensemble.name == name)).first()
-    if ensemble is None:
-        raise NotFoundError(f"no ensemble named {name!r}; `cxrq report ensembles` lists them")
-    return ensemble
-
-
-def resolve_scorer(session: Session, ref: str | None) -> Model | Ensemble:
-    """A model (id, name, arch), or an ensemble by name or as 'ensemble:NAME'."""
-    if ref and ref.startswith("ensemble:"):
-        return resolve_ensemble(session, ref.removeprefix("ensemble:"))
-    try:
-        return resolve_model(session, ref)
-    except NotFoundError:
-        if ref and not ref.isdigit():
-            ensemble = session.scalars(select(Ensemble).where(Ensemble.name == ref)).first()
-            if ensemble is not None:
-                return ensemble
-        raise
-
-
-def resolve_job(session: Session, ref: str) -> Job:
-    """A job by id, or 'latest' / 'latest-score' / 'latest-train'."""
-    if ref.isdigit():
-        return get_job(session, int(ref))
-    if ref.startswith("latest"):
-        query = select(Job).order_by(Job.id.desc())
-        kind = ref.removeprefix("latest").removeprefix("-")
-        if kind:
-            query = query.where(Job.kind == kind)
-        job = session.scalars(query).first()
-        if job is None:
-            raise NotFoundError("no jobs yet")
-        return job
-    raise NotFoundError(f"{ref!r} is not a job id (a number, or 'latest')")
+from db.columns import IDENTITY_COLUMNS, KIND_COLUMNS, REVIEW_COLUMNS, SCORE_COLUMNS
+from db.job_answers import answering_scorer, prediction_counts, review_summary
+from db.lookups import latest_evaluation, resolve_job
+from db.schema import Ensemble, Evaluation, Heatmap, Job, Model, Prediction
+from db.store import NotFoundError
 
 
 def _scores(evaluation: Evaluation | None, prefix: str = "") -> dict[str, Any]:
@@ -115,8 +29,8 @@ def _val_and_test(
     """Flat val_* and test_* scores (None where missing): the external test/ split is judged
     beside validation, which flatters every model."""
     return {
-        **_scores(_latest(session, "validation", model_id, ensemble_id), "val_"),
-        **_scores(_latest(session, "test", model_id, ensemble_id), "test_"),
+        **_scores(latest_evaluation(session, "validation", model_id, ensemble_id), "val_"),
+        **_scores(latest_evaluation(session, "test", model_id, ensemble_id), "test_"),
     }
 
 
@@ -199,6 +113,17 @@ def job_row(job: Job) -> dict[str, Any]:
     }
 
 
+def job_evaluations(session: Session, job_id: int) -> list[Evaluation]:
+    """The evaluations a job stored, in the order it stored them."""
+    query = select(Evaluation).where(Evaluation.job_id == job_id).order_by(Evaluation.id)
+    return list(session.scalars(query))
+
+
+def models_by_id(session: Session) -> dict[int, Model]:
+    """Every model row (its config and training history beside the report's flat row)."""
+    return {m.id: m for m in session.scalars(select(Model))}
+
+
 def jobs_report(session: Session, limit: int = 50) -> list[dict[str, Any]]:
     jobs = session.scalars(select(Job).order_by(Job.id.desc()).limit(limit)).all()
     return [job_row(j) for j in jobs]
@@ -207,9 +132,7 @@ def jobs_report(session: Session, limit: int = 50) -> list[dict[str, Any]]:
 def job_report(session: Session, ref: str) -> dict[str, Any]:
     """One job with its parameters and the evaluations it produced."""
     job = resolve_job(session, ref)
-    evaluations = session.scalars(
-        select(Evaluation).where(Evaluation.job_id == job.id).order_by(Evaluation.id)
-    ).all()
+    evaluations = job_evaluations(session, job.id)
     counts = prediction_counts(session, job.id)
     review = review_summary(session, job) if job.kind == "score" else None
     return {
@@ -219,46 +142,6 @@ def job_report(session: Session, ref: str) -> dict[str, Any]:
         "review": review,
         "evaluations": [evaluation_row(e) for e in evaluations],
     }
-
-
-def review_summary(session: Session, job: Job) -> dict[str, Any] | None:
-    """How many of the answering scorer's calls were flagged and why, the coverage (the share
-    of scored images not flagged), and accuracy over the labelled images, on all of them and
-    on those not flagged. None when its rows carry no review (a model fitted before it)."""
-    rows = session.execute(
-        select(
-            Prediction.review, Prediction.review_reasons, Prediction.label, Prediction.true_label
-        ).where(
-            Prediction.job_id == job.id,
-            Prediction.scorer == answering_scorer(job),
-            Prediction.review.is_not(None),
-        )
-    ).all()
-    if not rows:
-        return None
-    kept = [r for r in rows if not r.review]
-    reasons = [(r.review_reasons or "").split(",") for r in rows if r.review]
-
-    def accuracy(part: list) -> float | None:
-        labelled = [r for r in part if r.true_label is not None]
-        if not labelled:
-            return None
-        return sum(r.label == r.true_label for r in labelled) / len(labelled)
-
-    return {
-        "scored": len(rows),
-        "flagged": len(rows) - len(kept),
-        **{why: sum(why in r for r in reasons) for why in REVIEW_REASONS},
-        "coverage": len(kept) / len(rows),
-        "accuracy_all": accuracy(rows),
-        "accuracy_unflagged": accuracy(kept),
-        "labelled_unflagged": sum(r.true_label is not None for r in kept),
-    }
-
-
-def prediction_counts(session: Session, job_id: int) -> dict[str, int]:
-    errors = session.scalars(select(Prediction.error).where(Prediction.job_id == job_id)).all()
-    return {"predictions": len(errors), "errors": sum(e is not None for e in errors)}
 
 
 def predictions_report(
@@ -298,14 +181,6 @@ def predictions_report(
         }
         for p, name in rows
     ]
-
-
-def answering_scorer(job: Job) -> str:
-    """The scorer whose rows are a scoring job's answer: its ensemble, else its model."""
-    ensemble_id = job.params.get("ensemble_id")
-    if ensemble_id is not None:
-        return scorer_key(ensemble_id=ensemble_id)
-    return scorer_key(job.model_id)
 
 
 def _no_heatmap(session: Session, job_id: int, key: str, path: str) -> None:

@@ -190,15 +190,14 @@ def test_patients_come_from_the_header_and_stay_on_one_side(xray, tmp_path) -> N
     assert patient_id(anonymous) == "im-42"
 
 
-def test_rows_keep_a_salted_hash_and_never_the_id(xray, tmp_path, monkeypatch) -> None:
+def test_rows_keep_a_salted_hash_and_never_the_id(xray, tmp_path) -> None:
     path = tmp_path / "x.dcm"
     write_dicom(path, xray[1], DicomSpec(patient_id="MRN-0001"))
-    monkeypatch.delenv("CXRQ_PATIENT_SALT", raising=False)
-    unsalted = identity(path)
+    unsalted = identity(path, None)
     assert unsalted.patient_hash is None  # no salt: an unsalted hash of an MRN is reversible
+    assert identity(path, "").patient_hash is None
     assert unsalted.sop_instance_uid == pydicom.dcmread(path).SOPInstanceUID
-    monkeypatch.setenv("CXRQ_PATIENT_SALT", "s3cret")
-    salted = identity(path).patient_hash
+    salted = identity(path, "s3cret").patient_hash
     assert len(salted) == 32 and "MRN" not in salted
-    assert salted == patient_hash("MRN-0001") != patient_hash("MRN-0001", salt="other")
-    assert identity(tmp_path / "y.jpeg") is None
+    assert salted == patient_hash("MRN-0001", "s3cret") != patient_hash("MRN-0001", "other")
+    assert identity(tmp_path / "y.jpeg", "s3cret") is None

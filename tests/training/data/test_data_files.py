@@ -7,6 +7,7 @@ from tests.conftest import make_xray
 from training.data.data_files import (
     DataLayoutError,
     find_splits,
+    folder_label,
     label_from_path,
     list_images,
     list_images_report,
@@ -130,3 +131,10 @@ def test_unreadable_folders_are_reported_with_the_reason(
         [],
         [(tmp_path / "missing", "No such file or directory")],
     )
+
+
+def test_folder_label_ignores_folders_above_the_scored_one(tmp_path) -> None:
+    root = tmp_path / "NORMAL" / "scans"
+    assert folder_label(root / "PNEUMONIA" / "a.jpeg", root) == "PNEUMONIA"
+    assert folder_label(root / "a.jpeg", root) is None
+    assert folder_label(tmp_path / "NORMAL" / "a.jpeg", tmp_path / "NORMAL") == "NORMAL"

@@ -4,27 +4,28 @@ A heatmap is a small h x w grid (2..16 a side) covering exactly what the model s
 `crop` region of the original image, squashed to a square. This module puts it back in place at
 the image's own resolution:
 
-    grid = decode_grid(row.grid_bytes, row.height, row.width)
+    grid = decode_grid(row.grid_bytes, row.height, row.width)      # training.explain.grid
     box = hottest_box(grid, h, w, image_size(path), crop)           # (left, top, right, bottom)
     box = render_overlay(path, grid, h, w, crop, "overlay.png")     # the same box, drawn
 
-Only PIL and numpy are imported here; `training.data.preprocess` (which imports torch) is imported
-inside `render_overlay`, and only for images of more than 8 bits a pixel, so the CLI can import
-this module freely.
+Only PIL and numpy are imported here, with the torch-free training.data modules: the CLI draws
+overlays without loading torch (tests/training/explain/test_torch_free.py).
 """
 
 from __future__ import annotations
 
 import os
-import struct
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-Box = tuple[int, int, int, int]
+from training.data.bitdepth import to_8bit
+from training.data.crop import Box, central_box
+from training.data.dicom import DicomError, open_image
 
 # The hottest region is found on a working grid of about this many pixels a side, not on the
 # full-resolution upsampled map: a 6-megapixel X-ray would otherwise need a flood fill over
@@ -33,7 +34,7 @@ WORK_SIDE = 128
 # A pixel belongs to the hottest region from this fraction of the map's maximum, and only if it
 # is also among the hottest HOT_AREA of the region's pixels: a diffuse map (a whole lung field
 # above half its peak) would otherwise box the whole image. 10% is also what the deletion check
-# (training.explain.gradcam.deletion_drop) removes.
+# (training.explain.faithfulness.deletion_drop) removes.
 HOT_FRACTION = 0.5
 HOT_AREA = 0.10
 # An overlay is drawn at full resolution in RGB: refuse files that would need gigabytes.
@@ -64,35 +65,16 @@ class HeatmapImageError(ValueError):
     user_error = True  # the CLI prints str(exc) as one line, no traceback
 
 
-def decode_grid(data: bytes, height: int, width: int) -> list[float]:
-    """The row-major values of a grid stored as little-endian float16 bytes (2 per cell)."""
-    if height < 1 or width < 1:
-        raise ValueError(f"heatmap grid size must be positive, got {height} x {width}")
-    expected = 2 * height * width
-    if len(data) != expected:
-        raise ValueError(
-            f"heatmap grid of {height} x {width} needs {expected} bytes, got {len(data)}"
-        )
-    # struct's "<e" reads little-endian float16 on any host (array.array has no half type).
-    return list(struct.unpack(f"<{height * width}e", data))
-
-
 def crop_region(image_size: tuple[int, int], crop: float = 1.0) -> Box:
-    """The (left, top, right, bottom) part of the original image a model with this `crop` saw.
-
-    Same arithmetic as `training.data.preprocess.central_box` (including Python's round-half-even),
-    kept here so locating a box does not import torch."""
+    """The (left, top, right, bottom) part of the original image a model with this `crop` saw:
+    training.data.crop.central_box, with a crop outside (0, 1] refused rather than drawn."""
     if not 0.0 < crop <= 1.0:
         raise ValueError(f"crop must be in (0, 1], got {crop}")
-    w, h = image_size
-    if crop == 1.0:
-        return 0, 0, w, h
-    dx, dy = round(w * (1 - crop) / 2), round(h * (1 - crop) / 2)
-    return dx, dy, w - dx, h - dy
+    return central_box(image_size, crop)
 
 
 def hottest_box(
-    grid: list[float],
+    grid: npt.ArrayLike,
     height: int,
     width: int,
     image_size: tuple[int, int],
@@ -134,7 +116,7 @@ def hottest_box(
 
 def render_overlay(
     image_path: str | os.PathLike,
-    grid: list[float],
+    grid: npt.ArrayLike,
     height: int,
     width: int,
     crop: float,
@@ -152,7 +134,7 @@ def render_overlay(
     values = _checked_grid(grid, height, width)
     img = open_rgb(image_path)
     region = crop_region(img.size, crop)
-    box = hottest_box(values.ravel().tolist(), height, width, img.size, crop)
+    box = hottest_box(values, height, width, img.size, crop)
     _blend_heat(img, values, region, alpha)
     draw = ImageDraw.Draw(img, "RGBA")  # RGBA so the crop outline's alpha blends
     line = max(2, round(img.width / 250))
@@ -176,14 +158,15 @@ def colormap() -> np.ndarray:
     return np.rint(np.stack(channels, axis=1)).astype(np.uint8)
 
 
-def _checked_grid(grid: list[float], height: int, width: int) -> np.ndarray:
-    """The grid as an (height, width) float32 array; non-finite cells count as cold."""
+def _checked_grid(grid: npt.ArrayLike, height: int, width: int) -> np.ndarray:
+    """The grid (row-major values, or an (h, w) array) as an (height, width) float32 array;
+    non-finite cells count as cold."""
     if height < 1 or width < 1:
         raise ValueError(f"heatmap grid size must be positive, got {height} x {width}")
-    if len(grid) != height * width:
+    values = np.asarray(grid, dtype=np.float32)
+    if values.size != height * width:
         raise ValueError(f"heatmap grid of {height} x {width} needs {height * width} values")
-    values = np.asarray(grid, dtype=np.float32).reshape(height, width)
-    return np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.nan_to_num(values.reshape(height, width), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _work_size(height: int, width: int, region_w: int, region_h: int) -> tuple[int, int]:
@@ -245,8 +228,6 @@ def open_rgb(image_path: str | os.PathLike) -> Image.Image:
                 f"image too large for an overlay: {w} x {h} pixels, limit {MAX_OVERLAY_PIXELS:,}"
             )
         if img.mode in ("I", "F") or img.mode.startswith("I;"):
-            from training.data.preprocess import to_8bit  # imports torch: only when needed
-
             return to_8bit(img).convert("RGB")
         return img.convert("RGB")
 
@@ -254,8 +235,6 @@ def open_rgb(image_path: str | os.PathLike) -> Image.Image:
 @contextmanager
 def _opened(image_path: str | os.PathLike) -> Iterator[Image.Image]:
     """The image, open; a file that cannot be read or decoded is one HeatmapImageError line."""
-    from training.data.dicom import DicomError, open_image  # numpy, PIL and pydicom only
-
     try:
         with open_image(image_path) as img:
             yield img
@@ -299,14 +278,3 @@ def _inclusive(box: Box) -> tuple[int, int, int, int]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc)
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-__all__ = [
-    "HeatmapImageError",
-    "colormap",
-    "crop_region",
-    "decode_grid",
-    "hottest_box",
-    "image_size",
-    "render_overlay",
-]

@@ -12,19 +12,18 @@ from PIL import Image, ImageOps
 
 from tests.conftest import make_xray
 from training.data.preprocess import Normalizer, decode_many
-from training.models.checkpoint import ModelBundle, from_bytes, to_bytes
-from training.models.registry import create_model
-from training.review.features import Gaussian, feature_tap, image_statistics, last_linear
-from training.review.verdicts import (
+from training.fitting.review_fit import (
     ANY_FLAG_BUDGET,
     NOT_CXR_BUDGET,
     Calibration,
-    ensemble_verdict,
     fit_platt,
     fit_review,
     line_above,
-    member_verdict,
 )
+from training.models.checkpoint import ModelBundle, from_bytes, to_bytes
+from training.models.registry import create_model
+from training.review.features import Gaussian, feature_tap, image_statistics, last_linear
+from training.review.verdicts import ensemble_verdict, member_verdict
 
 
 def test_line_above_lets_at_most_the_share_through() -> None:
@@ -181,8 +180,8 @@ def test_real_xrays_tell_apart_the_generated_zoo(shared_data: Path, tmp_path: Pa
     from benchmarks.ood_zoo import build
     from training.evaluation.metrics import roc_auc
     from training.fitting.config import make_config
-    from training.fitting.train_loop import fit
-    from training.scoring.inference import score_files_multi
+    from training.fitting.fit import fit
+    from training.scoring.files import score_files_multi
 
     config = make_config("cnn", epochs=2, max_images_per_class=150)
     bundle = fit(config, shared_data / "chest_xray").bundle

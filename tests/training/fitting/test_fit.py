@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from tests.conftest import make_dataset, make_xray
-from training.fitting.config import UnknownPresetError, make_config
-from training.fitting.train_loop import TrainingCancelled, TrainingDataError, TrainingDiverged, fit
+from training.fitting.config import make_config
+from training.fitting.errors import TrainingCancelled, TrainingDataError, TrainingDiverged
+from training.fitting.fit import fit
 
 
 def _config(**kw):
@@ -66,11 +67,6 @@ def test_too_few_patients_for_both_classes_in_validation(tmp_path: Path) -> None
         fit(_config(), root)
 
 
-def test_unknown_preset() -> None:
-    with pytest.raises(UnknownPresetError, match="seed"):
-        make_config("cnn", preset="fancy")
-
-
 def test_tuned_preset_picks_epoch_and_threshold_on_the_tuning_split(tmp_path: Path) -> None:
     root = make_dataset(tmp_path / "d", per_class=30, images_per_patient=1)
     config = make_config("cnn", preset="tuned", img_size=32, epochs=3, batch_size=8)
@@ -84,21 +80,6 @@ def test_tuned_preset_picks_epoch_and_threshold_on_the_tuning_split(tmp_path: Pa
     )
 
 
-def test_train_tune_and_validation_share_no_patient(shared_data: Path) -> None:
-    from training.data.data_files import find_splits
-    from training.fitting.train_loop import choose_validation, three_way_split
-
-    splits = find_splits(shared_data / "chest_xray")
-    train, tune, val, _ = three_way_split(splits, make_config("cnn", preset="tuned"))
-    assert len(tune) > 400
-    parts = [{i.patient for i in part} for part in (train, tune, val)]
-    assert not parts[0] & parts[1] and not parts[0] & parts[2] and not parts[1] & parts[2]
-    assert sum(len(p) for p in (train, tune, val)) == 5216
-    # The seed preset's validation split is the same images: presets compare on equal terms.
-    _, seed_val, _ = choose_validation(splits, make_config("cnn"))
-    assert {i.path for i in seed_val} == {i.path for i in val}
-
-
 def test_new_recipe_options_train_and_travel_with_the_model(tiny_dataset: Path) -> None:
     config = _config(
         epochs=1, equalize="clahe", photometric=0.3, label_smoothing=0.1, balance="sample"
@@ -109,37 +90,11 @@ def test_new_recipe_options_train_and_travel_with_the_model(tiny_dataset: Path) 
     assert result.data["n_train_balanced"] == result.data["n_train"]  # sampled, not copied
 
 
-def test_unbalanced_training_records_the_share_it_saw(tiny_dataset: Path) -> None:
-    from training.fitting.train_loop import train_prior
-
-    labels = torch.tensor([0, 1, 1, 1])
-    assert train_prior(_config(balance="none"), labels) == 0.75
-    assert train_prior(_config(balance="weight"), labels) == 0.5
-
-
 def test_label_smoothing_changes_the_run(tiny_dataset: Path) -> None:
     a = fit(_config(epochs=1), tiny_dataset)
     b = fit(_config(epochs=1, label_smoothing=0.2), tiny_dataset)
     first = next(iter(a.bundle.model.state_dict().values()))
     assert not torch.equal(first, next(iter(b.bundle.model.state_dict().values())))
-
-
-def test_sensitivity_threshold_rule_is_fitted_on_the_tuning_split(tmp_path: Path) -> None:
-    from training.data.data_files import find_splits
-    from training.fitting.train_loop import Tensors, three_way_split
-    from training.scoring.ensemble import sensitivity_threshold
-    from training.scoring.inference import predict_proba
-
-    root = make_dataset(tmp_path / "d", per_class=30, images_per_patient=1)
-    config = make_config(
-        "cnn", preset="tuned", img_size=32, epochs=2, batch_size=8, threshold="sensitivity"
-    )
-    result = fit(config, root)
-    _, tune_items, _, _ = three_way_split(find_splits(root), config)
-    tune = Tensors.decode(tune_items, 32)
-    prob = predict_proba(result.bundle.model, tune.images, result.bundle.normalizer)
-    expected = sensitivity_threshold(tune.labels, prob, config.target_sensitivity)
-    assert result.bundle.threshold == pytest.approx(expected, abs=1e-6)
 
 
 @pytest.mark.parametrize("preset", ["seed", "tuned", None])
@@ -150,27 +105,3 @@ def test_a_diverged_run_stops_with_a_one_line_error(tiny_dataset: Path, preset: 
     message = str(info.value)
     assert message.startswith("training diverged: ") and message.endswith("(now 1e+12)")
     assert "\n" not in message and TrainingDiverged.user_error
-
-
-def test_the_first_non_finite_loss_stops_the_epoch(tiny_dataset: Path) -> None:
-    from training.fitting.train_loop import Tensors, train_one_epoch
-    from training.models.registry import create_model
-
-    model = create_model("cnn", img_size=32)
-    with torch.no_grad():
-        next(model.parameters()).fill_(float("nan"))
-    data = Tensors(torch.zeros((8, 3, 32, 32), dtype=torch.uint8), torch.tensor([0, 1] * 4))
-    plan = (torch.arange(8), torch.zeros(8, dtype=torch.long))
-    batches = []
-    with pytest.raises(TrainingDiverged, match=r"loss is nan at epoch 3, batch 1; lower --lr"):
-        train_one_epoch(
-            model,
-            data,
-            plan,
-            torch.optim.SGD(model.parameters(), lr=0.1),
-            _config(batch_size=4),
-            torch.Generator().manual_seed(0),
-            lambda b, n, loss: batches.append(b),
-            epoch=3,
-        )
-    assert batches == []  # no step was taken on a NaN loss

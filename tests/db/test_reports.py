@@ -1,7 +1,7 @@
 """The report rows carry the external test/ scores as flat test_* keys beside val_*."""
 
 from db.columns import SCORE_COLUMNS
-from db.queries import ensembles_report, models_report, resolve_model
+from db.reports import ensembles_report, models_report
 from db.schema import Ensemble
 from db.session import session_scope
 from db.store import save_evaluation
@@ -52,24 +52,3 @@ def test_an_ensemble_row_carries_its_own_test_scores(any_db_url: str) -> None:
     assert [e["split"] for e in first["evaluations"]] == ["test"]
     # The member's test scores are its own, never the ensemble's.
     assert {k: second[k] for k in TEST_KEYS} == dict.fromkeys(TEST_KEYS)
-
-
-def test_the_default_model_is_compared_on_one_validation_set_not_across_sets(
-    any_db_url: str,
-) -> None:
-    with session_scope() as s:
-        real = add_model(s, "real", "googlenet", None)
-        save_evaluation(
-            s, "validation", "/data (split a)", {**_scores(0.93), "n": 500}, model_id=real
-        )
-        weaker = add_model(s, "weaker", "cnn", None)
-        save_evaluation(
-            s, "validation", "/data (split a)", {**_scores(0.90), "n": 500}, model_id=weaker
-        )
-        quick = add_model(s, "quick", "cnn", None)  # 4 images per class: F1 1.0 on n=2
-        save_evaluation(
-            s, "validation", "/data (split b)", {**_scores(1.0), "n": 2}, model_id=quick
-        )
-    with session_scope() as s:
-        assert resolve_model(s, None).id == real
-        assert resolve_model(s, "cnn").id == weaker  # by arch: the same rule among cnn models

@@ -1,0 +1,158 @@
+"""A chunk's scores as answers: one plain dict per (scorer, file) holding what its prediction
+row stores (the call decided at the scorer's threshold, the kind at its kind threshold, the
+review verdict, the DICOM identity), and one per heatmap. Field names are the row's columns.
+
+No torch at import: job creation writes the error answers of unreadable folders with it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from training.data.data_files import CLASSES, KIND_LABELS
+
+if TYPE_CHECKING:
+    from training.scoring.chunk import ChunkScores, Scorer
+
+NOT_A_NUMBER = "model output is not a number"
+NOT_SCORED = "not scored: "  # error prefix of answers whose chunk failed for good
+FOLDER_UNREADABLE = "folder not readable: "  # error prefix of an answer standing for a folder
+REVIEW_FIELDS = (
+    "ood_score",
+    "anomaly_score",
+    "confidence",
+    "disagreement",
+    "review_score",
+    "review",
+    "review_reasons",
+)
+IDENTITY_FIELDS = ("sop_instance_uid", "patient_hash")
+
+
+def answer(
+    key: str,
+    path: str,
+    prob: float | None,
+    threshold: float,
+    truth: str | None,
+    error: str | None,
+    viral: tuple[float, float] = (float("nan"), 0.5),
+) -> dict[str, Any]:
+    """One scorer's answer on one file; `viral` is (P(VIRAL | PNEUMONIA) or NaN, the kind's
+    threshold). Review and identity fields start empty."""
+    label = None if prob is None else CLASSES[int(prob >= threshold)]
+    prob_viral = viral[0] if prob is not None and math.isfinite(viral[0]) else None
+    kind = None
+    if label == "PNEUMONIA" and prob_viral is not None:
+        kind = KIND_LABELS[int(prob_viral >= viral[1])]
+    return {
+        "scorer": key,
+        "path": path,
+        "prob": prob,
+        "label": label,
+        "true_label": truth,
+        "error": error,
+        "prob_viral": prob_viral,
+        "kind": kind,
+        **dict.fromkeys(REVIEW_FIELDS),
+        **dict.fromkeys(IDENTITY_FIELDS),
+    }
+
+
+def _checked(value: float, error: str | None) -> tuple[float | None, str | None]:
+    """(probability, None), or (None, reason): a NaN would otherwise be stored as an empty
+    probability with the label NORMAL (NaN >= threshold is false)."""
+    if error:
+        return None, error
+    if not math.isfinite(value):
+        return None, NOT_A_NUMBER
+    return value, None
+
+
+def _review_fields(scores: ChunkScores, key: str, index: int | None) -> dict[str, Any]:
+    """An answer's review fields from its scorer's verdict (all None where there is none)."""
+    verdict = scores.verdicts.get(key)
+    if verdict is None or index is None:
+        return dict.fromkeys(REVIEW_FIELDS)
+    reasons = verdict.reasons[index]
+    dissent = verdict.disagreement
+    return {
+        "ood_score": float(verdict.ood[index]),
+        "anomaly_score": float(verdict.anomaly[index]),
+        "confidence": float(verdict.confidence[index]),
+        "disagreement": None if dissent is None else float(dissent[index]),
+        "review_score": float(verdict.score[index]),
+        "review": bool(reasons),
+        "review_reasons": ",".join(reasons) or None,
+    }
+
+
+def prediction_answers(
+    scorer: Scorer, paths: list[str], truth: list[str | None], scores: ChunkScores
+) -> list[dict[str, Any]]:
+    """One answer per file and member, plus the ensemble's combined answer beside its members'."""
+    from training.scoring.ensemble import ensemble_kind_threshold
+
+    rows = []
+    index = {pos: i for i, pos in enumerate(scores.review_positions)}
+    for pos, path in enumerate(paths):
+        for m, key in enumerate(scorer.keys):
+            prob, error = _checked(float(scores.probs[m, pos]), scores.errors.get(pos))
+            viral = (float(scores.viral[m, pos]), scores.kind_thresholds[m] or 0.5)
+            row = answer(key, path, prob, scores.thresholds[m], truth[pos], error, viral)
+            rows.append(row | _review_fields(scores, key, index.get(pos)))
+        if scores.combined is not None:
+            prob, error = _checked(float(scores.combined[pos]), scores.errors.get(pos))
+            cut = ensemble_kind_threshold(scores.kind_thresholds, scorer.weights)
+            viral = (float(scores.combined_viral[pos]), cut)
+            row = answer(scorer.key, path, prob, scorer.threshold, truth[pos], error, viral)
+            rows.append(row | _review_fields(scores, scorer.key, index.get(pos)))
+    return rows
+
+
+def heatmap_answers(paths: list[str], scores: ChunkScores) -> list[dict[str, Any]]:
+    """One heatmap per scorer and image it mapped (db.schema.Heatmap's fields)."""
+    from training.explain.grid import encode_grid
+
+    rows = []
+    for key, maps in scores.maps.items():
+        crop, method = scores.map_info[key]
+        for pos, grid in maps.items():
+            rows.append(
+                {
+                    "scorer": key,
+                    "path": paths[pos],
+                    "height": int(grid.shape[0]),
+                    "width": int(grid.shape[1]),
+                    "grid": encode_grid(grid),
+                    "crop": crop,
+                    "method": method,
+                }
+            )
+    return rows
+
+
+def add_identities(rows: list[dict[str, Any]], salt: str | None = None) -> None:
+    """A DICOM file's SOP Instance UID and salted patient hash on each of its answers."""
+    from training.data.dicom import identity
+
+    known: dict[str, Any] = {}
+    for row in rows:
+        path = row["path"]
+        if path not in known:
+            known[path] = identity(path, salt)
+        if known[path] is not None:
+            row["sop_instance_uid"] = known[path].sop_instance_uid
+            row["patient_hash"] = known[path].patient_hash
+
+
+def failed_answers(
+    keys: list[str], paths: list[str], truth: list[str | None], reason: str
+) -> list[dict[str, Any]]:
+    """Error answers of every scorer key on files that could not be scored at all."""
+    return [
+        answer(key, path, None, 0.5, truth[pos], reason)
+        for pos, path in enumerate(paths)
+        for key in keys
+    ]

@@ -1,0 +1,133 @@
+"""Several models on the same image files: each file decoded once per input (size, contrast
+mapping, crop), every model's P(PNEUMONIA), P(VIRAL | PNEUMONIA), review scores and, when asked,
+heatmaps, by file position. A file that cannot be decoded, or that a model fails on, is an
+error by position; the other files are answered.
+
+    scored = score_files_multi([bundle_a, bundle_b], paths, explain=True)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from contextlib import nullcontext, suppress
+from dataclasses import dataclass, field
+
+import torch
+
+from training.data.dicom import first_line
+from training.data.preprocess import decode_many
+from training.models.checkpoint import ModelBundle
+from training.review.features import feature_tap
+from training.scoring.inference import predict_outputs, probabilities
+
+
+@dataclass
+class FileScores:
+    """Several models' answers on the same files. probs and viral are (M, N), NaN where a file
+    could not be read (viral also where a model has no kind head); review is (M, N, 2), the ood
+    and anomaly scores (NaN also where a model has no review statistics); maps[m] holds model
+    m's heatmap (h, w) by file position, when they were asked for."""
+
+    probs: torch.Tensor
+    viral: torch.Tensor
+    review: torch.Tensor
+    errors: dict[int, str] = field(default_factory=dict)  # position -> reason
+    maps: list[dict[int, torch.Tensor]] = field(default_factory=list)
+
+
+def _outputs(
+    bundle: ModelBundle, images: torch.Tensor, explain: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """(P(PNEUMONIA), P(VIRAL | PNEUMONIA) or None, review scores or None, maps or None) of
+    one model on a batch."""
+    tap = feature_tap(bundle.model) if bundle.review is not None else nullcontext([])
+    with tap as feats:
+        if explain:
+            from training.explain.gradcam import explain_batch  # only jobs that ask for maps pay it
+
+            out, maps = explain_batch(bundle.model, bundle.arch, images, bundle.normalizer)
+            prob, viral = probabilities(out)
+        else:
+            (prob, viral), maps = predict_outputs(bundle.model, images, bundle.normalizer), None
+    review = None
+    if bundle.review is not None and len(images):
+        features = torch.cat(feats)
+        if len(features) != len(images):
+            raise RuntimeError(f"head ran on {len(features)} images for {len(images)} inputs")
+        review = bundle.review.input_scores(features, images)
+    return prob, viral, review, maps
+
+
+Outputs = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]
+
+
+def _guarded_outputs(
+    bundle: ModelBundle,
+    images: torch.Tensor,
+    explain: bool,
+    positions: list[int],
+    errors: dict[int, str],
+) -> tuple[list[int], Outputs]:
+    """(the positions answered, _outputs on them). When the batch fails, each image is scored
+    alone: one that fails on its own gets an error (by position) and the rest are answered."""
+    with suppress(Exception):
+        return positions, _outputs(bundle, images, explain)
+    kept, parts = [], []
+    for i, position in enumerate(positions):
+        try:
+            parts.append(_outputs(bundle, images[i : i + 1], explain))
+        except Exception as exc:
+            errors[position] = f"cannot score image: {type(exc).__name__}: {first_line(exc)}"
+            continue
+        kept.append(position)
+    return kept, _concat(parts, explain)
+
+
+def _concat(parts: list[Outputs], explain: bool) -> Outputs:
+    """Per-image outputs joined as one batch's (empty when no image was answered)."""
+    if not parts:
+        return torch.empty(0), None, None, (torch.empty(0, 0, 0) if explain else None)
+    fields = [None if f[0] is None else torch.cat(f) for f in zip(*parts, strict=True)]
+    return fields[0], fields[1], fields[2], fields[3]
+
+
+def score_files_multi(
+    bundles: Sequence[ModelBundle],
+    paths: Sequence[str | os.PathLike],
+    batch_size: int = 256,
+    explain: bool = False,
+) -> FileScores:
+    """P(PNEUMONIA), P(VIRAL | PNEUMONIA), review scores and (with `explain`) heatmaps of
+    several models on the same files. Each file is decoded once per input size, contrast
+    mapping and crop."""
+    shape = (len(bundles), len(paths))
+    nan = float("nan")
+    result = FileScores(
+        torch.full(shape, nan, dtype=torch.float64),
+        torch.full(shape, nan, dtype=torch.float64),
+        torch.full((*shape, 2), nan, dtype=torch.float64),
+    )
+    result.maps = [{} for _ in bundles] if explain else []
+    by_input: dict[tuple[int, str, float], list[int]] = {}
+    for m, bundle in enumerate(bundles):
+        by_input.setdefault((bundle.img_size, bundle.equalize, bundle.crop), []).append(m)
+    for (size, equalize, crop), members in by_input.items():
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start : start + batch_size]
+            decoded = decode_many(chunk, size, equalize_mode=equalize, crop=crop)
+            result.errors.update({start + i: msg for i, msg in decoded.errors.items()})
+            positions = [start + i for i in decoded.ok_index]
+            for m in members:
+                kept, (prob, viral, review, maps) = _guarded_outputs(
+                    bundles[m], decoded.tensor, explain, positions, result.errors
+                )
+                columns = torch.tensor(kept, dtype=torch.long)
+                result.probs[m, columns] = prob.double()
+                if viral is not None:
+                    result.viral[m, columns] = viral.double()
+                if review is not None:
+                    result.review[m, columns] = review.double()
+                if maps is not None:
+                    result.maps[m].update(zip(kept, maps, strict=True))
+    return result
