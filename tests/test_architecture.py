@@ -35,12 +35,16 @@ LIGHT = (
     "cli.main",
     "worker.jobs",
     "db.scoring",
-    "db.queries",
+    "db.lookups",
+    "db.reports",
+    "db.job_answers",
     "db.store",
     "training.data.data_files",
+    "training.data.crop",
+    "training.data.bitdepth",
     "training.explain.grid",
     "training.explain.overlay",
-    "training.data.crop",
+    "training.scoring.answers",
 )
 
 

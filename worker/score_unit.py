@@ -8,7 +8,6 @@ re-sent unit never doubles a row.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from db.schema import FINAL_STATES, utcnow
 from db.scoring import ScorerRef, scorer_ref, store_unit
@@ -18,11 +17,12 @@ from db.store import get_job
 from training.data.data_files import folder_label
 from training.scoring.answers import NOT_SCORED, failed_answers
 from training.scoring.chunk import score_chunk
+from worker.jobs import ScoreParams
 from worker.lease import hold
 from worker.scorers import serving_scorer
 
 
-def _start_or_skip(job_id: int) -> tuple[ScorerRef, dict[str, Any]] | None:
+def _start_or_skip(job_id: int) -> tuple[ScorerRef, ScoreParams] | None:
     """Mark the job running; None when it ended or a cancel was asked (settling closes it).
     Returns (its scorer, its parameters)."""
     with session_scope() as s:
@@ -31,7 +31,7 @@ def _start_or_skip(job_id: int) -> tuple[ScorerRef, dict[str, Any]] | None:
             return None
         if job.state == "pending":
             job.state, job.started_at = "running", utcnow()
-        return scorer_ref(s, job), dict(job.params)
+        return scorer_ref(s, job), ScoreParams.from_job(job)
 
 
 def score_unit(unit_id: int) -> int:
@@ -43,9 +43,10 @@ def score_unit(unit_id: int) -> int:
         if started is None:
             return 0
         ref, params = started
-        folder, explain = Path(params["folder"]), params.get("explain", "none")
         salt = get_settings().patient_salt
-        answers = score_chunk(serving_scorer(ref), lease.paths, folder, explain, salt)
+        answers = score_chunk(
+            serving_scorer(ref), lease.paths, Path(params.folder), params.explain, salt
+        )
         with session_scope() as s:
             store_unit(
                 s, lease.job_id, unit_id, ref.key, answers.predictions, True, answers.heatmaps
@@ -63,8 +64,7 @@ def fail_unit(unit_id: int, reason: str) -> None:
             return
         ref, params = started
         reason = NOT_SCORED + (reason.strip().splitlines()[0] if reason.strip() else "unknown")
-        folder = Path(params["folder"])
-        truth = [folder_label(Path(p), folder) for p in lease.paths]
+        truth = [folder_label(Path(p), Path(params.folder)) for p in lease.paths]
         answers = failed_answers(ref.all_keys, lease.paths, truth, reason)
         with session_scope() as s:
             store_unit(s, lease.job_id, unit_id, ref.key, answers, overwrite=False)

@@ -32,6 +32,7 @@ from training.evaluation.metrics import binary_scores, kind_scores
 from training.scoring.answers import FOLDER_UNREADABLE, NOT_A_NUMBER, NOT_SCORED
 from training.scoring.chunk import PREVALENCE_THRESHOLD
 from training.scoring.ensemble import ensemble_kind_threshold
+from worker.jobs import ScoreParams
 
 PARTIAL_BECAUSE = {
     "lost": "{} not scored (chunk failed)",
@@ -118,8 +119,9 @@ def _evaluate(
         threshold = ref.threshold
     scores = binary_scores(y, [r.prob for r in rows], threshold, pred=pred)
     scores.update(_kind_scores(s, rows, ref, ids))
-    split = "evaluation" if job.params.get("evaluate") else "scored"
-    save_evaluation(s, split, job.params["folder"], scores, job.id, **ids)
+    params = ScoreParams.from_job(job)
+    split = "evaluation" if params.evaluate else "scored"
+    save_evaluation(s, split, params.folder, scores, job.id, **ids)
     return scores
 
 

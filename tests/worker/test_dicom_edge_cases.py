@@ -17,7 +17,8 @@ from sqlalchemy import select
 from db.schema import Job, Prediction
 from db.session import session_scope
 from tests.helpers import add_tiny_model, run
-from training.data.dicom import display_lut, open_dicom
+from training.data.dicom import open_dicom
+from training.data.dicom_display import display_lut
 from training.data.preprocess import decode_many
 
 RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
@@ -149,14 +150,14 @@ def test_a_file_that_raises_anything_is_its_own_error_row(tmp_path, monkeypatch)
     import training.data.preprocess as preprocess
 
     files = edge_folder(tmp_path / "edge")[:4]
-    real = preprocess.decode_image
+    real = preprocess.decode_with_header
 
     def blows_up(path, *args):  # noqa: ANN001, ANN202
         if Path(path).name == files[1].name:
             raise MemoryError("Unable to allocate 32.0 GiB")
         return real(path, *args)
 
-    monkeypatch.setattr(preprocess, "decode_image", blows_up)
+    monkeypatch.setattr(preprocess, "decode_with_header", blows_up)
     decoded = decode_many(files, 32)
     assert decoded.ok_index == [0, 2, 3]
     assert decoded.errors == {1: "cannot decode image: MemoryError: Unable to allocate 32.0 GiB"}

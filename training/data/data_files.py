@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.data.dicom import header_patient_id, is_dicom
+from training.data.dicom import is_dicom
+from training.data.dicom_identity import header_patient_id
 
 CLASSES = ("NORMAL", "PNEUMONIA")  # index 1 is the positive class
 KIND_LABELS = ("BACTERIAL", "VIRAL")  # kind codes 0 and 1 (kind_code)

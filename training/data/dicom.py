@@ -1,14 +1,10 @@
-"""DICOM X-rays: pixels as a reading-room viewer shows them, and who the patient is.
+"""DICOM X-rays read as a reading-room viewer shows them: the file found by suffix or marker,
+its frame decoded (at reduced scale where the codec allows), and its pixels put through the
+standard's display chain (training.data.dicom_display). The header is read once, with the
+pixels: the image's `info["dicom"]` carries what rows may keep of it (DicomHeader), so
+training.data.dicom_identity needs no second read of a file that decoded.
 
-A DICOM read naively looks right and is wrong, so every file goes through the display chain
-of the standard (PS3.4 N.2): stored values -> modality LUT (rescale slope and intercept, or a
-Modality LUT Sequence) -> VOI (a VOI LUT Sequence, else window centre and width, else the full
-range the stored bits can hold) -> MONOCHROME1 inverted, so bone is white as in MONOCHROME2.
-
-The chain is computed once per file on every value the stored bits can hold, as a table of
-8-bit levels, and applied to the pixels with one gather: 12-16-bit pixels never pass through
-float arithmetic, which keeps an uncompressed DICOM within 2x of scoring a JPEG of the same
-pixels (BENCHMARKS.md, "DICOM").
+    img = open_image(path, draft=128, max_pixels=64_000_000)   # any file, as Image.open
 
 Nothing here imports torch: the CLI's picture code reads DICOMs through this module too.
 """
@@ -16,16 +12,21 @@ Nothing here imports torch: the CLI's picture code reads DICOMs through this mod
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import io
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+from training.data.dicom_display import DicomError, displayed, first_line
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+    from pydicom.uid import UID
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 _MAGIC_OFFSET, _MAGIC = 128, b"DICM"  # after the 128-byte preamble (PS3.10 7.1)
@@ -42,10 +43,6 @@ _PLUGINS = {
     "JPEG": "pylibjpeg-libjpeg",
     "RLE": "pylibjpeg-rle",
 }
-
-
-class DicomError(ValueError):
-    """A DICOM file that cannot be read as one radiograph; the message is one line."""
 
 
 def has_dicom_magic(path: str | os.PathLike) -> bool:
@@ -67,7 +64,9 @@ def is_dicom(path: str | os.PathLike) -> bool:
     return suffix == "" and has_dicom_magic(p)
 
 
-def _read(path: str | os.PathLike, header_only: bool):  # noqa: ANN202 - pydicom Dataset
+def read_dataset(path: str | os.PathLike, header_only: bool) -> Dataset:
+    """The file's data set (its header alone with `header_only`); DicomError if pydicom cannot
+    read it."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -85,8 +84,15 @@ def open_dicom(
 ) -> Image.Image:
     """The radiograph as an 8-bit "L" image (or "RGB" for a colour file) after the display
     chain; `draft` (a side in pixels) lets compressed frames decode at reduced scale and
-    shrinks the rest; a file of more than `max_pixels` is refused before decoding."""
-    ds = _read(path, header_only=False)
+    shrinks the rest; a file of more than `max_pixels` is refused before decoding. Its
+    `info["dicom"]` is the header's DicomHeader."""
+    ds = read_dataset(path, header_only=False)
+    img = _frame(ds, draft, max_pixels)
+    img.info["dicom"] = header_of(ds)
+    return img
+
+
+def _frame(ds: Dataset, draft: int | None, max_pixels: int | None) -> Image.Image:
     if "PixelData" not in ds:
         # pydicom drops a Pixel Data element the file ends inside of, so say both causes.
         raise DicomError("DICOM file holds no image: no Pixel Data, or the file is cut short")
@@ -106,23 +112,25 @@ def open_dicom(
     if samples == 3:
         img = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8), "RGB")
     else:
-        img = Image.fromarray(_displayed(pixels, ds), "L")
+        img = Image.fromarray(displayed(pixels, ds), "L")
     return _shrink(img, draft) if draft else img
 
 
-# A table over every value the stored bits can hold has 2^bits rows: 64 Ki for a 16-bit
-# radiograph, 4 Gi (32 GiB as int64) for a 32-bit dose grid. Past this many rows only the values
-# present in the frame are mapped, which the pixel count bounds.
-TABLE_LIMIT = 1 << 16
+@dataclass(frozen=True)
+class DicomHeader:
+    """What scoring keeps of a header while it scores the file (the ID only in memory)."""
+
+    sop_instance_uid: str | None
+    patient_id: str | None
 
 
-def _displayed(pixels: np.ndarray, ds) -> np.ndarray:  # noqa: ANN001
-    """Stored pixels -> uint8 display levels, one table lookup a pixel."""
-    lo, hi = _stored_range(ds)
-    if hi - lo + 1 <= TABLE_LIMIT:
-        return np.take(display_lut(ds), _lut_index(pixels, ds))
-    present, index = np.unique(np.clip(pixels.astype(np.int64), lo, hi), return_inverse=True)
-    return display_levels(present, ds)[index.reshape(pixels.shape)]
+def header_text(ds: Dataset, keyword: str) -> str | None:
+    """A header value as stripped text; None when absent or empty."""
+    return str(ds.get(keyword, "") or "").strip() or None
+
+
+def header_of(ds: Dataset) -> DicomHeader:
+    return DicomHeader(header_text(ds, "SOPInstanceUID"), header_text(ds, "PatientID"))
 
 
 def _shrink(img: Image.Image, draft: int) -> Image.Image:
@@ -140,12 +148,12 @@ def open_image(
     return open_dicom(path, draft, max_pixels) if is_dicom(path) else Image.open(path)
 
 
-def _syntax(ds):  # noqa: ANN001, ANN202 - a pydicom UID
+def _syntax(ds: Dataset) -> UID | None:
     meta = getattr(ds, "file_meta", None)
     return getattr(meta, "TransferSyntaxUID", None)
 
 
-def _pil_frame_syntax(ds) -> str | None:  # noqa: ANN001
+def _pil_frame_syntax(ds: Dataset) -> str | None:
     """Which codec PIL can decode the one frame with at reduced scale ("JPEG" or "JPEG 2000"),
     or None."""
     from pydicom.uid import JPEG2000, JPEG2000Lossless, JPEGBaseline8Bit
@@ -160,7 +168,7 @@ def _pil_frame_syntax(ds) -> str | None:  # noqa: ANN001
     return None
 
 
-def _reduced_frame(ds, kind: str, draft: int) -> Image.Image:  # noqa: ANN001
+def _reduced_frame(ds: Dataset, kind: str, draft: int) -> Image.Image:
     """The frame decoded by PIL at the smallest scale that keeps `draft` pixels a side: JPEG
     at 1/2-1/8 (as a .jpeg file), JPEG 2000 at 1/2^r by skipping wavelet levels. Full-size
     JPEG 2000 decoding costs ~50x a reduced JPEG; this keeps DICOM near JPEG speed."""
@@ -175,7 +183,7 @@ def _reduced_frame(ds, kind: str, draft: int) -> Image.Image:  # noqa: ANN001
         raise DicomError(f"cannot decode DICOM pixel data ({kind}): {reason}") from None
     if shift:
         pixels = pixels >> shift
-    return Image.fromarray(_displayed(pixels, ds), "L")
+    return Image.fromarray(displayed(pixels, ds), "L")
 
 
 def _pil_decode(frame: bytes, kind: str, draft: int) -> np.ndarray:
@@ -219,7 +227,7 @@ def _levels(size: tuple[int, int], draft: int) -> int:
     return levels
 
 
-def _pixel_array(ds) -> np.ndarray:  # noqa: ANN001
+def _pixel_array(ds: Dataset) -> np.ndarray:
     try:
         syntax = _syntax(ds)
         if syntax is not None and syntax.is_compressed:
@@ -229,7 +237,7 @@ def _pixel_array(ds) -> np.ndarray:  # noqa: ANN001
         raise DicomError(_decode_failure(ds, exc)) from None
 
 
-def _prefer_pylibjpeg(ds) -> None:  # noqa: ANN001
+def _prefer_pylibjpeg(ds: Dataset) -> None:
     """pylibjpeg where it decodes the syntax: measured 10x pydicom's own RLE decoder and 1.3x
     Pillow's JPEG 2000 at full size, on one 1.6-megapixel X-ray."""
     from pydicom.pixels import get_decoder
@@ -239,7 +247,7 @@ def _prefer_pylibjpeg(ds) -> None:  # noqa: ANN001
             ds.pixel_array_options(decoding_plugin="pylibjpeg")
 
 
-def _decode_failure(ds, exc: Exception) -> str:  # noqa: ANN001
+def _decode_failure(ds: Dataset, exc: Exception) -> str:
     """One line naming the transfer syntax and, where a decoder is missing, what to install."""
     from pydicom.pixels import get_decoder
 
@@ -255,136 +263,3 @@ def _decode_failure(ds, exc: Exception) -> str:  # noqa: ANN001
         package = next((p for k, p in _PLUGINS.items() if k in uid.name), "pylibjpeg")
         return f"cannot decode DICOM pixel data in {name}: install {package}"
     return f"cannot decode DICOM pixel data in {name}: {first_line(exc)}"
-
-
-def _stored_range(ds) -> tuple[int, int]:  # noqa: ANN001
-    bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 8)))
-    if int(ds.get("PixelRepresentation", 0)):
-        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    return 0, 2**bits - 1
-
-
-def display_lut(ds) -> np.ndarray:  # noqa: ANN001
-    """uint8 display level of every stored value from the lowest the stored bits can hold
-    (at most TABLE_LIMIT of them: larger ranges are refused, never tabulated).
-
-    Values past the stored range (set high bits in a badly written file) are clipped to it."""
-    lo, hi = _stored_range(ds)
-    if hi - lo + 1 > TABLE_LIMIT:
-        raise DicomError(f"a display table of {hi - lo + 1:,} values is not built")
-    return display_levels(np.arange(lo, hi + 1), ds)
-
-
-def display_levels(stored: np.ndarray, ds) -> np.ndarray:  # noqa: ANN001
-    """uint8 display levels of some stored values (integers within the stored range)."""
-    from pydicom.pixels import apply_modality_lut
-
-    lo, hi = _stored_range(ds)
-    try:  # integers in: a Modality LUT Sequence indexes its table with them
-        values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
-        # The full-range VOI spans what the stored bits can hold, not only the values present.
-        ends = np.asarray(apply_modality_lut(np.array([lo, hi]), ds), dtype=np.float64)
-        unit = _voi(values, ds, (min(values.min(), ends.min()), max(values.max(), ends.max())))
-    except (ValueError, TypeError, IndexError, KeyError) as exc:
-        raise DicomError(f"cannot apply the DICOM display chain: {first_line(exc)}") from None
-    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        unit = 1.0 - unit  # MONOCHROME1 shows low values white: invert to match MONOCHROME2
-    return np.rint(np.clip(unit, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def _voi(values: np.ndarray, ds, full: tuple[float, float]) -> np.ndarray:  # noqa: ANN001
-    """Modality values -> 0-1: the first VOI LUT, else the first window, else the `full`
-    (low, high) range of modality values."""
-    if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
-        from pydicom.pixels import apply_voi
-
-        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
-        codes = np.rint(values).astype(np.int64)  # the LUT is indexed by whole values
-        return np.asarray(apply_voi(codes, ds, 0), dtype=np.float64) / (2**bits - 1)
-    centre, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
-    if centre is not None and width is not None and width > 0:
-        return window(values, centre, width, str(ds.get("VOILUTFunction", "LINEAR")).upper())
-    low, high = float(full[0]), float(full[1])
-    return (values - low) / (high - low) if high > low else np.zeros_like(values)
-
-
-def window(values: np.ndarray, centre: float, width: float, function: str = "LINEAR") -> np.ndarray:
-    """The VOI window of PS3.3 C.11.2.1.2 mapped to 0-1 (LINEAR, LINEAR_EXACT or SIGMOID)."""
-    if function == "SIGMOID":
-        return 1.0 / (1.0 + np.exp(-4.0 * (values - centre) / width))
-    if function == "LINEAR_EXACT":
-        return np.clip((values - centre) / width + 0.5, 0.0, 1.0)
-    if width < 1:
-        raise DicomError(f"window width {width} is below 1, which LINEAR does not allow")
-    if width == 1:  # the standard's LINEAR is a step at the centre for width 1
-        return (values >= centre - 0.5).astype(np.float64)
-    return np.clip((values - (centre - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
-
-
-def _first(value: object) -> float | None:
-    """A window value; files may hold several (alternative views): the first is the default."""
-    if value is None:
-        return None
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        return float(value[0]) if len(value) else None
-    return float(value)
-
-
-def _lut_index(pixels: np.ndarray, ds) -> np.ndarray:  # noqa: ANN001
-    """Each pixel's row in display_lut: its value less the lowest stored value, in range."""
-    lo, hi = _stored_range(ds)
-    if pixels.dtype.kind == "u" and lo == 0:
-        return np.minimum(pixels, hi) if int(pixels.max(initial=0)) > hi else pixels
-    return np.clip(pixels.astype(np.int32) - lo, 0, hi - lo)
-
-
-@dataclass(frozen=True)
-class DicomIdentity:
-    """What a prediction row may keep of a DICOM header: never a name, birth date or ID."""
-
-    sop_instance_uid: str | None
-    patient_hash: str | None  # keyed hash of PatientID; None without a salt or a PatientID
-
-
-def header_patient_id(path: str | os.PathLike) -> str | None:
-    """PatientID from the header, stripped; None when absent or empty."""
-    ds = _header(path)
-    return None if ds is None else _text(ds, "PatientID")
-
-
-def _text(ds, keyword: str) -> str | None:  # noqa: ANN001
-    """A header value as stripped text; None when absent or empty."""
-    return str(ds.get(keyword, "") or "").strip() or None
-
-
-def identity(path: str | os.PathLike, salt: str | None) -> DicomIdentity | None:
-    """The SOP Instance UID and salted patient hash of a DICOM file; None for other files.
-    The salt is the deployment's (CXRQ_PATIENT_SALT, read by the caller); None: no hash."""
-    if not is_dicom(path):
-        return None
-    ds = _header(path)
-    if ds is None:
-        return DicomIdentity(None, None)
-    patient = _text(ds, "PatientID")
-    return DicomIdentity(_text(ds, "SOPInstanceUID"), patient and patient_hash(patient, salt))
-
-
-def patient_hash(patient_id: str, salt: str | None) -> str | None:
-    """HMAC-SHA256 of the ID keyed by the salt, 32 hex digits; None without a salt, because an
-    unsalted hash of a short hospital number is undone by trying them all."""
-    if not salt:
-        return None
-    return hmac.new(salt.encode(), patient_id.encode(), hashlib.sha256).hexdigest()[:32]
-
-
-def _header(path: str | os.PathLike):  # noqa: ANN202 - a pydicom Dataset, or None
-    try:
-        return _read(path, header_only=True)
-    except Exception:  # any failure to read a header leaves the row without an identity
-        return None
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception's message as one line (its type's name when it has none)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from training.data.bitdepth import to_8bit
 from training.data.crop import central_box
-from training.data.dicom import DicomError, first_line, open_image
+from training.data.dicom import DicomError, DicomHeader, first_line, open_image
 from training.data.equalize import equalize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -49,8 +49,17 @@ def decode_image(
     `crop` < 1 keeps that central fraction of each side first (where the lungs are, away from
     borders and burnt-in markers); `equalize_mode` (training.data.equalize) maps contrast on a
     2*size copy. Images of more than 8 bits a pixel are scaled to 8 by their bit depth."""
+    return decode_with_header(path, size, equalize_mode, crop)[0]
+
+
+def decode_with_header(
+    path: str | os.PathLike, size: int, equalize_mode: str = "none", crop: float = 1.0
+) -> tuple[torch.Tensor, DicomHeader | None]:
+    """decode_image's tensor, and the DicomHeader of a DICOM file (None for other files), read
+    with its pixels."""
     try:
         with open_image(path, 2 * size, MAX_PIXELS) as img:
+            header = img.info.get("dicom")
             # JPEG can decode at 1/2, 1/4 or 1/8 scale for a fraction of the cost; asking for
             # twice the target keeps enough pixels for the antialiased resize below.
             declared = img.size
@@ -80,7 +89,8 @@ def decode_image(
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageDecodeError(f"cannot decode image: {reason}") from None
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1)
+    tensor = torch.frombuffer(bytearray(data), dtype=torch.uint8).view(size, size, 3)
+    return tensor.permute(2, 0, 1), header
 
 
 def _check_pixels(declared: tuple[int, int], decoded: tuple[int, int]) -> None:
@@ -92,11 +102,13 @@ def _check_pixels(declared: tuple[int, int], decoded: tuple[int, int]) -> None:
 
 @dataclass
 class DecodedBatch:
-    """Images that decoded, stacked, and the reason for each one that did not."""
+    """Images that decoded, stacked, the reason for each one that did not, and the header of
+    each DICOM file that decoded."""
 
     tensor: torch.Tensor  # (n_ok, 3, size, size) uint8
     ok_index: list[int]  # position in the input of each stacked image
     errors: dict[int, str] = field(default_factory=dict)  # input position -> reason
+    headers: dict[int, DicomHeader] = field(default_factory=dict)  # input position -> header
 
 
 def decode_many(
@@ -109,9 +121,9 @@ def decode_many(
     """Decode many files with a thread pool (PIL releases the GIL while decoding)."""
     threads = threads or min(8, os.cpu_count() or 1)
 
-    def one(path: str | os.PathLike) -> torch.Tensor | str:
+    def one(path: str | os.PathLike) -> tuple[torch.Tensor, DicomHeader | None] | str:
         try:
-            return decode_image(path, size, equalize_mode, crop)
+            return decode_with_header(path, size, equalize_mode, crop)
         except ImageDecodeError as exc:
             return str(exc)
         except Exception as exc:  # MemoryError too: one file never fails the others
@@ -122,14 +134,15 @@ def decode_many(
             results = list(pool.map(one, paths))
     else:
         results = [one(p) for p in paths]
-    ok_index = [i for i, r in enumerate(results) if isinstance(r, torch.Tensor)]
+    ok_index = [i for i, r in enumerate(results) if not isinstance(r, str)]
     errors = {i: r for i, r in enumerate(results) if isinstance(r, str)}
+    headers = {i: results[i][1] for i in ok_index if results[i][1] is not None}
     stacked = (
-        torch.stack([results[i] for i in ok_index])
+        torch.stack([results[i][0] for i in ok_index])
         if ok_index
         else torch.empty((0, 3, size, size), dtype=torch.uint8)
     )
-    return DecodedBatch(stacked.contiguous(), ok_index, errors)
+    return DecodedBatch(stacked.contiguous(), ok_index, errors, headers)
 
 
 @dataclass(frozen=True)

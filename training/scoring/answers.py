@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from training.data.data_files import CLASSES, KIND_LABELS
 
 if TYPE_CHECKING:
+    from training.data.dicom import DicomHeader
     from training.scoring.chunk import ChunkScores, Scorer
 
 NOT_A_NUMBER = "model output is not a number"
@@ -133,11 +134,18 @@ def heatmap_answers(paths: list[str], scores: ChunkScores) -> list[dict[str, Any
     return rows
 
 
-def add_identities(rows: list[dict[str, Any]], salt: str | None = None) -> None:
-    """A DICOM file's SOP Instance UID and salted patient hash on each of its answers."""
-    from training.data.dicom import identity
+def add_identities(
+    rows: list[dict[str, Any]],
+    paths: list[str],
+    headers: dict[int, DicomHeader],
+    salt: str | None = None,
+) -> None:
+    """A DICOM file's SOP Instance UID and salted patient hash on each of its answers: from the
+    header its decode read (`headers`, by position in `paths`); a file that did not decode has
+    its header read here."""
+    from training.data.dicom_identity import identity, identity_of
 
-    known: dict[str, Any] = {}
+    known: dict[str, Any] = {paths[pos]: identity_of(h, salt) for pos, h in headers.items()}
     for row in rows:
         path = row["path"]
         if path not in known:

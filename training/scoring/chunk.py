@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from training.data.data_files import folder_label
+from training.data.dicom import DicomHeader
 from training.models.checkpoint import ModelBundle
 from training.review.verdicts import Verdict, ensemble_verdict, member_verdict
 from training.scoring.answers import add_identities, heatmap_answers, prediction_answers
@@ -68,7 +69,7 @@ def score_chunk(
     scores = chunk_scores(scorer, paths, explain != "none")
     truth = [folder_label(Path(p), folder) for p in paths]
     predictions = prediction_answers(scorer, paths, truth, scores)
-    add_identities(predictions, salt)
+    add_identities(predictions, paths, scores.headers, salt)
     maps = heatmap_answers(paths, scores)
     if explain == "pneumonia":
         called = {
@@ -85,7 +86,8 @@ class ChunkScores:
     """Every scorer's scores on one chunk: the members' (M, N) P(PNEUMONIA) (prior-shifted
     under a prevalence) and P(VIRAL | PNEUMONIA), NaN where unanswered; the ensemble's combined
     (N,) ones; errors by position; the thresholds that decide; heatmaps by scorer key and
-    position; review verdicts by scorer key over `review_positions`."""
+    position; review verdicts by scorer key over `review_positions`; the DICOM headers read
+    while decoding, by position."""
 
     probs: torch.Tensor
     viral: torch.Tensor
@@ -98,6 +100,7 @@ class ChunkScores:
     map_info: dict[str, tuple[float, str]] = field(default_factory=dict)  # key -> (crop, method)
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     review_positions: list[int] = field(default_factory=list)
+    headers: dict[int, DicomHeader] = field(default_factory=dict)  # DICOM files that decoded
 
 
 def chunk_scores(scorer: Scorer, paths: list[str], explain: bool = False) -> ChunkScores:
@@ -110,6 +113,7 @@ def chunk_scores(scorer: Scorer, paths: list[str], explain: bool = False) -> Chu
         thresholds = [PREVALENCE_THRESHOLD]
     kind_cuts = [None if b.kind_head == "none" else b.kind_threshold for b in bundles]
     scores = ChunkScores(probs, scored.viral, scored.errors, thresholds, kind_cuts)
+    scores.headers = scored.headers
     if explain:
         _member_maps(scores, scorer, scored.maps)
     if scorer.ensemble_key is not None:

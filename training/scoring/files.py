@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from training.data.dicom import first_line
+from training.data.dicom import DicomHeader, first_line
 from training.data.preprocess import decode_many
 from training.models.checkpoint import ModelBundle
 from training.review.features import feature_tap
@@ -27,13 +27,15 @@ class FileScores:
     """Several models' answers on the same files. probs and viral are (M, N), NaN where a file
     could not be read (viral also where a model has no kind head); review is (M, N, 2), the ood
     and anomaly scores (NaN also where a model has no review statistics); maps[m] holds model
-    m's heatmap (h, w) by file position, when they were asked for."""
+    m's heatmap (h, w) by file position, when they were asked for; headers the DICOM header of
+    each DICOM file that decoded, read with its pixels."""
 
     probs: torch.Tensor
     viral: torch.Tensor
     review: torch.Tensor
     errors: dict[int, str] = field(default_factory=dict)  # position -> reason
     maps: list[dict[int, torch.Tensor]] = field(default_factory=list)
+    headers: dict[int, DicomHeader] = field(default_factory=dict)  # position -> header
 
 
 def _outputs(
@@ -117,6 +119,7 @@ def score_files_multi(
             chunk = paths[start : start + batch_size]
             decoded = decode_many(chunk, size, equalize_mode=equalize, crop=crop)
             result.errors.update({start + i: msg for i, msg in decoded.errors.items()})
+            result.headers.update({start + i: h for i, h in decoded.headers.items()})
             positions = [start + i for i in decoded.ok_index]
             for m in members:
                 kept, (prob, viral, review, maps) = _guarded_outputs(

@@ -8,13 +8,8 @@ import pytest
 from PIL import Image
 
 from training.data.data_files import is_image_file, list_images, patient_id
-from training.data.dicom import (
-    DicomError,
-    identity,
-    is_dicom,
-    open_dicom,
-    patient_hash,
-)
+from training.data.dicom import DicomError, is_dicom, open_dicom
+from training.data.dicom_identity import identity, patient_hash
 from training.data.dicom_write import DicomSpec, write_dicom
 from training.data.preprocess import ImageDecodeError, decode_image
 from training.data.splits import patient_split
