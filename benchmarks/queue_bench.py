@@ -13,7 +13,6 @@ import argparse
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from benchmarks.common import (
     scratch_postgres,
     store_untrained_model,
 )
+from cli.worker_cmd import worker_argv
 
 REDIS = os.environ.get("CXRQ_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
@@ -70,18 +70,7 @@ def _start_workers(layout: list[tuple[int, int]], logs: Path) -> list[subprocess
     procs = []
     for i, (concurrency, threads) in enumerate(layout):
         env = {**os.environ, "CXRQ_TORCH_THREADS": str(threads)}
-        cmd = [
-            sys.executable,
-            "-c",
-            "from cli.main import cli; cli()",
-            "worker",
-            "--queues",
-            "score",
-            "--concurrency",
-            str(concurrency),
-            "--loglevel",
-            "WARNING",
-        ]
+        cmd = worker_argv("score", concurrency, "WARNING")
         with open(logs / f"worker{i}.log", "w") as log:
             procs.append(
                 subprocess.Popen(

@@ -95,28 +95,15 @@ def baseline(bundle, paths: list[str], db_url: str) -> tuple[float, list[float]]
 
 def store_model(bundle, db_url: str) -> None:  # noqa: ANN001
     """The benchmarked model as row 1, so cxrq's path loads it the way a worker does."""
-    from db.schema import Model
     from db.session import session_scope
-    from training.models.checkpoint import sha256, to_bytes
+    from db.store import save_weights
+    from training.models.checkpoint import to_bytes
 
-    data = to_bytes(bundle)
     with session_scope(db_url) as s:
-        s.add(
-            Model(
-                id=1,
-                name="bench",
-                arch=bundle.arch,
-                preset="bench",
-                img_size=bundle.img_size,
-                threshold=bundle.threshold,
-                config={},
-                data={},
-                weights=data,
-                weights_sha256=sha256(data),
-                n_params=0,
-                train_seconds=0.0,
-            )
-        )
+        save_weights(
+            s, to_bytes(bundle), "bench", bundle.arch, bundle.img_size,
+            id=1, preset="bench", threshold=bundle.threshold,
+        )  # fmt: skip
 
 
 def _job(session) -> int:  # noqa: ANN001

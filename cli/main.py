@@ -14,6 +14,7 @@ from cli.db_cmd import db
 from cli.ensemble_cmd import ensemble
 from cli.errors import friendly_errors
 from cli.report_cmd import report
+from cli.report_visual_cmd import report_heatmap, report_html
 from cli.score_cmd import evaluate, score
 from cli.status_cmd import status
 from cli.train_cmd import train
@@ -41,6 +42,10 @@ def cli() -> None:
     """
 
 
+# The report group's commands that draw come from their own module (it imports the group's
+# helpers, so the group cannot import it back).
+for subcommand in (report_html, report_heatmap):
+    report.add_command(subcommand)
 for command in (train, score, evaluate, ensemble, report, status, cancel, worker, db):
     cli.add_command(command)
 

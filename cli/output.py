@@ -69,8 +69,7 @@ def emit(
 
 def scores_line(title: str, s: dict[str, Any]) -> str:
     """All of a score dict on one line, for people."""
-    auc = s.get("roc_auc")
-    auc_text = "-" if auc is None or auc != auc else f"{auc:.4f}"
+    auc_text = _auc_text(s.get("roc_auc"))
     return (
         f"{title}: F1 {s['f1']:.4f}  precision {s['precision']:.4f}  "
         f"sensitivity {s['sensitivity']:.4f}  specificity {s['specificity']:.4f}  "
@@ -80,12 +79,16 @@ def scores_line(title: str, s: dict[str, Any]) -> str:
     ) + kind_text(s)
 
 
+def _auc_text(auc: float | None) -> str:
+    """An AUC to four places; '-' where there is none (one class only: None or NaN)."""
+    return "-" if auc is None or auc != auc else f"{auc:.4f}"
+
+
 def kind_text(s: dict[str, Any]) -> str:
     """The bacterial-vs-viral scores (VIRAL positive) when the scores carry them, else ''."""
     if s.get("kind_n") is None:
         return ""
-    auc = s.get("kind_roc_auc")
-    auc_text = "-" if auc is None or auc != auc else f"{auc:.4f}"
+    auc_text = _auc_text(s.get("kind_roc_auc"))
     return (
         f"; kind (viral vs bacterial, {s['kind_n']} pneumonias): AUC {auc_text}  "
         f"accuracy {s['kind_accuracy']:.4f}  viral sensitivity {s['kind_sensitivity']:.4f}  "

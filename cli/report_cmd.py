@@ -1,8 +1,9 @@
-"""`cxrq report models|jobs|job|predictions`: what is stored, as a table, CSV or JSON."""
+"""`cxrq report models|ensembles|jobs|job|predictions`: what is stored, as a table, CSV or JSON.
+
+The `report` group lives here; its heatmap and html commands, in cli.report_visual_cmd, are
+added to it in cli.main."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import click
 
@@ -86,7 +87,8 @@ PREDICTION_CSV = (
 )
 
 
-def _rows(query: str, *args: object) -> list[dict]:
+def report_rows(query: str, *args: object) -> list[dict]:
+    """The rows db.reports' QUERY answers for ARGS, after closing abandoned jobs."""
     from db import reports
     from db.session import session_scope
 
@@ -122,14 +124,15 @@ def report_models(fmt: str) -> None:
 
     Example: cxrq report models --format json
     """
+    _with_other_evaluations("models_report", fmt, MODEL_COLUMNS, MODEL_CSV)
+
+
+def _with_other_evaluations(query: str, fmt: str, columns: tuple, csv: tuple) -> None:
+    """The report's rows, then below a table every evaluation but validation, test/ included
+    (json carries them too)."""
     with friendly_errors():
-        rows = _rows("models_report")
-    emit(rows, fmt, MODEL_COLUMNS, MODEL_CSV)
-    _other_evaluations(rows, fmt)
-
-
-def _other_evaluations(rows: list[dict], fmt: str) -> None:
-    """Below a table: every evaluation but validation, test/ included (json carries them too)."""
+        rows = report_rows(query)
+    emit(rows, fmt, columns, csv)
     evaluations = [e for r in rows for e in r["evaluations"]]
     if fmt == "table" and evaluations:
         click.echo("\nother evaluations")
@@ -148,10 +151,7 @@ def report_ensembles(fmt: str) -> None:
 
     Example: cxrq report ensembles --format json
     """
-    with friendly_errors():
-        rows = _rows("ensembles_report")
-    emit(rows, fmt, ENSEMBLE_COLUMNS, ENSEMBLE_CSV)
-    _other_evaluations(rows, fmt)
+    _with_other_evaluations("ensembles_report", fmt, ENSEMBLE_COLUMNS, ENSEMBLE_CSV)
 
 
 @report.command("jobs")
@@ -163,7 +163,7 @@ def report_jobs(limit: int, fmt: str) -> None:
     Example: cxrq report jobs --limit 10
     """
     with friendly_errors():
-        emit(_rows("jobs_report", limit), fmt, JOB_COLUMNS, JOB_CSV)
+        emit(report_rows("jobs_report", limit), fmt, JOB_COLUMNS, JOB_CSV)
 
 
 @report.command("job")
@@ -175,7 +175,7 @@ def report_job(job_ref: str, fmt: str) -> None:
     Example: cxrq report job latest
     """
     with friendly_errors():
-        rows = _rows("job_report", job_ref)
+        rows = report_rows("job_report", job_ref)
     if fmt != "table":
         emit(rows, fmt, (), (*JOB_CSV, "predictions", "errors"))
         return
@@ -219,100 +219,5 @@ def report_predictions(job_ref: str, review: bool, fmt: str) -> None:
     Example: cxrq report predictions 7 --format csv
     """
     with friendly_errors():
-        rows = _rows("predictions_report", job_ref, review)
+        rows = report_rows("predictions_report", job_ref, review)
         emit(rows, fmt, REVIEW_TABLE if review else PREDICTION_COLUMNS, PREDICTION_CSV)
-
-
-@report.command("html")
-@click.argument("job_ref", required=False)
-@click.option("--models", "models", is_flag=True, help="the model comparison page instead")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="the HTML file to write (self-contained: images and plots embedded)",
-)
-def report_html(job_ref: str | None, models: bool, output: Path) -> None:
-    """A self-contained HTML page: a scoring job's (an id, or 'latest') or, with --models, every
-    model and ensemble side by side. It needs no network: open it anywhere.
-
-    Example: cxrq report html latest -o job.html
-    """
-    with friendly_errors():
-        if models == (job_ref is not None):
-            raise click.UsageError("give a JOB or --models, not both")
-        from cli.html.pages import job_page, models_page
-        from db.session import session_scope
-
-        close_abandoned_jobs()
-        with session_scope() as s:
-            try:
-                page = models_page(s) if models else job_page(s, job_ref)
-            except ValueError as exc:
-                raise click.ClickException(str(exc)) from None
-        try:
-            output.write_text(page, encoding="utf-8")
-        except OSError as exc:
-            raise click.ClickException(f"cannot write {output}: {exc.strerror}") from None
-    click.echo(f"wrote {output} ({len(page.encode()) / 1e6:.1f} MB)")
-
-
-HEATMAP_KEYS = ("job_id", "scorer", "path", "method", "prob_pneumonia", "label", "kind", "box")
-
-
-@report.command("heatmap")
-@click.argument("job_ref")
-@click.argument("path")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="write the X-ray at its own resolution with the heatmap overlaid and the hottest "
-    "region boxed (PNG)",
-)
-@click.option("--scorer", default=None, help="model:ID or ensemble:ID (default: the job's own)")
-@format_option
-def report_heatmap(
-    job_ref: str, path: str, output: Path | None, scorer: str | None, fmt: str
-) -> None:
-    """Where the model saw pneumonia in one image of a job scored with --explain: the hottest
-    region's box in the original image's pixels (left, top, right, bottom; right and bottom
-    exclusive), and with -o an overlay PNG.
-
-    PATH is the image's path as scored, or a unique ending of it (e.g. its file name).
-
-    Example: cxrq report heatmap latest person1_virus_6.jpeg -o out.png
-    """
-    with friendly_errors():
-        row = _heatmap(job_ref, path, scorer, output)
-    if fmt == "table":
-        for key in HEATMAP_KEYS:
-            click.echo(f"{key:15} {_shown(row.get(key))}")
-        if output:
-            click.echo(f"wrote {output}")
-    else:
-        emit([row], fmt, (), HEATMAP_KEYS)
-
-
-def _shown(value: object) -> str:
-    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-def _heatmap(job_ref: str, path: str, scorer: str | None, output: Path | None) -> dict:
-    from training.explain import overlay
-    from training.explain.grid import decode_grid
-
-    absolute = Path(path).expanduser()
-    wanted = str(absolute.resolve()) if absolute.exists() else path
-    row = _rows("heatmap_report", job_ref, wanted, scorer)[0]
-    grid = decode_grid(row.pop("grid"), row["height"], row["width"])
-    shape, path, crop = (row["height"], row["width"]), row["path"], row["crop"]
-    if output is not None:
-        box = overlay.render_overlay(path, grid, *shape, crop, output)
-    else:
-        box = overlay.hottest_box(grid, *shape, overlay.image_size(path), crop)
-    row["box"] = list(box) if box else None
-    row["grid"] = [round(v, 4) for v in grid.ravel().tolist()]
-    return row

@@ -4,10 +4,26 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 
 import click
 
 from cli.errors import friendly_errors
+
+
+def worker_argv(queues: str, concurrency: int, loglevel: str = "INFO") -> list[str]:
+    """`cxrq worker` run by this interpreter, as tests and benchmarks start their workers."""
+    cli = [sys.executable, "-c", "from cli.main import cli; cli()"]
+    return [
+        *cli,
+        "worker",
+        "--queues",
+        queues,
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        loglevel,
+    ]
 
 
 @click.command()

@@ -15,6 +15,7 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from db import work
+from db.columns import IDENTITY_COLUMNS, REVIEW_COLUMNS
 from db.schema import FINAL_STATES, Ensemble, Job, Model, Prediction, scorer_key, utcnow
 from db.store import upsert_heatmaps, upsert_predictions
 
@@ -77,8 +78,13 @@ def scorer_ids(key: str) -> dict[str, int | None]:
     }
 
 
+# Review and identity columns are absent from answers that have none; a batch of rows must
+# name the same columns, so they are stored empty.
+_OPTIONAL = dict.fromkeys((*REVIEW_COLUMNS, *IDENTITY_COLUMNS))
+
+
 def _rows(job_id: int, answers: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"job_id": job_id, **a, **scorer_ids(a["scorer"])} for a in answers]
+    return [{"job_id": job_id, **_OPTIONAL, **a, **scorer_ids(a["scorer"])} for a in answers]
 
 
 def store_unit(

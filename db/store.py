@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -94,6 +95,24 @@ def save_model(session: Session, **fields: Any) -> Model:
     session.add(model)
     session.flush()
     return model
+
+
+def save_weights(
+    session: Session, weights: bytes, name: str, arch: str, img_size: int, **fields: Any
+) -> Model:
+    """A models row holding the given weights with nothing learned about them (no config, no
+    data, threshold 0.5 unless given): a model made by hand, as benchmarks and tests make."""
+    defaults = {"preset": "seed", "threshold": 0.5, "config": {}, "data": {}, "n_params": 0}
+    return save_model(
+        session,
+        **defaults | fields,
+        name=name,
+        arch=arch,
+        img_size=img_size,
+        weights=weights,
+        weights_sha256=hashlib.sha256(weights).hexdigest(),
+        train_seconds=0.0,
+    )
 
 
 def save_evaluation(

@@ -148,27 +148,11 @@ def broker_url(monkeypatch: pytest.MonkeyPatch) -> str:
 
 def add_model_row(weights: bytes, name: str, arch: str, img_size: int = 32) -> int:
     """A models row holding the given weights (a checkpoint, or deliberately not one)."""
-    from db.schema import Model
     from db.session import session_scope
-    from training.models.checkpoint import sha256
+    from db.store import save_weights
 
     with session_scope() as s:
-        model = Model(
-            name=name,
-            arch=arch,
-            preset="seed",
-            img_size=img_size,
-            threshold=0.5,
-            config={},
-            data={},
-            weights=weights,
-            weights_sha256=sha256(weights),
-            n_params=0,
-            train_seconds=0.0,
-        )
-        s.add(model)
-        s.flush()
-        return model.id
+        return save_weights(s, weights, name, arch, img_size).id
 
 
 @pytest.fixture(scope="session")

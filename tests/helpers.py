@@ -1,6 +1,7 @@
-"""What many tests share: the CLI run in-process, and a tiny trained model stored in the test's
+"""What many tests share: the CLI run in-process; a tiny trained model stored in the test's
 database (conftest's session-scoped `tiny_checkpoint`), so that tests not about training do not
-each train one."""
+each train one; model rows with placeholder weights for tests of what is stored about models;
+a folder to score and a score job made the one way jobs are made."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
+
+from tests.conftest import make_xray
 
 
 def run(*args: object, ok: bool = True) -> str:
@@ -67,3 +70,70 @@ def linked_fullres(shared_data: Path, root: Path, copies: int = 7) -> Path:
             except OSError:  # another file system
                 shutil.copyfile(src, dst)
     return root
+
+
+def evaluation_scores(f1: float) -> dict[str, float]:
+    """An evaluation's scores with this F1 and fixed others (8 tp, 1 fp, 7 tn, 2 fn; a NaN AUC,
+    which is stored as NULL)."""
+    return {
+        "f1": f1,
+        "precision": 0.9,
+        "sensitivity": 0.8,
+        "specificity": 0.7,
+        "accuracy": 0.75,
+        "roc_auc": float("nan"),
+        "tp": 8,
+        "fp": 1,
+        "tn": 7,
+        "fn": 2,
+        "threshold": 0.5,
+        "n": 18,
+    }
+
+
+def add_placeholder_model(session: Any, name: str, arch: str, val_f1: float | None) -> int:
+    """A model row whose weights are a placeholder (nothing may load them), trained for a
+    minute, with a validation evaluation of F1 val_f1 unless it is None; returns its id."""
+    from db.store import save_evaluation, save_model
+
+    model = save_model(
+        session,
+        name=name,
+        arch=arch,
+        preset="seed",
+        img_size=64,
+        threshold=0.5,
+        config={"epochs": 1, "seed": 0},
+        data={},
+        weights=b"w",
+        weights_sha256="0" * 64,
+        n_params=1,
+        train_seconds=60.0,
+    )
+    if val_f1 is not None:
+        scores = evaluation_scores(val_f1)
+        save_evaluation(session, "validation", "somewhere", scores, model_id=model.id)
+    return model.id
+
+
+def incoming_folder(root: Path) -> Path:
+    """ROOT/incoming with 12 files: 5 NORMAL and 5 PNEUMONIA X-rays (labelled by their folder),
+    one unlabelled and one unreadable."""
+    folder = root / "incoming"
+    for i in range(5):
+        make_xray(folder / "NORMAL" / f"n{i}.jpeg", False, i)
+        make_xray(folder / "PNEUMONIA" / f"p{i}.png", True, 50 + i)
+    make_xray(folder / "unlabelled" / "u.jpg", True, 99)
+    (folder / "NORMAL" / "broken.jpeg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    return folder
+
+
+def make_score_job(folder: Path, model_id: int, chunk_size: int = 4) -> tuple[int, list[int]]:
+    """A score job of one model as the CLI makes it: the row and its units; returns (job id,
+    unit ids)."""
+    from worker.jobs import ScoreParams, create_score_job
+    from worker.score_plan import plan_chunks
+
+    chunks = plan_chunks(folder, chunk_size)
+    job = create_score_job(ScoreParams(str(folder), chunk_size), chunks, scorer=str(model_id))
+    return job.id, job.unit_ids

@@ -56,14 +56,10 @@ class Chart:
         parts = []
         for value, anchor in ((0, "start"), (self.x_max, "end")):
             x, y = self._xy(value, self.y_min)
-            parts.append(
-                f'<text x="{x:.1f}" y="{y + 14:.1f}" text-anchor="{anchor}" '
-                f'class="tick">{value:g}</text>'
-            )
+            parts.append(_text(f"{x:.1f}", f"{y + 14:.1f}", anchor, f"{value:g}", ' class="tick"'))
         x, y = self._xy(0, self.y_max)
         parts.append(
-            f'<text x="{x - 4:.1f}" y="{y + 4:.1f}" text-anchor="end" '
-            f'class="tick">{self.y_max:g}</text>'
+            _text(f"{x - 4:.1f}", f"{y + 4:.1f}", "end", f"{self.y_max:g}", ' class="tick"')
         )
         return parts
 
@@ -76,10 +72,8 @@ class Chart:
                 f'<polyline class="line" data-name="{escape(name)}" points="{path}" '
                 f'fill="none" stroke="{colour}" stroke-width="2"/>'
             )
-            parts.append(
-                f'<text x="{SIZE - PAD - 4}" y="{SIZE - PAD - 8 - 14 * i}" '
-                f'text-anchor="end" fill="{colour}">{escape(name)}</text>'
-            )
+            y = SIZE - PAD - 8 - 14 * i
+            parts.append(_text(SIZE - PAD - 4, y, "end", escape(name), f' fill="{colour}"'))
         return parts
 
     def _operating_points(self) -> list[str]:
@@ -92,8 +86,10 @@ class Chart:
             )
             right = x_val > 0.6 * self.x_max  # label on the side with room
             anchor, dx = ("end", -8) if right else ("start", 8)
-            parts.append(
-                f'<text x="{x + dx:.1f}" y="{y + 16:.1f}" text-anchor="{anchor}">'
-                f"{escape(label)}</text>"
-            )
+            parts.append(_text(f"{x + dx:.1f}", f"{y + 16:.1f}", anchor, escape(label)))
         return parts
+
+
+def _text(x: object, y: object, anchor: str, body: str, attributes: str = "") -> str:
+    """A <text> element; x and y as the caller formatted them, body already escaped."""
+    return f'<text x="{x}" y="{y}" text-anchor="{anchor}"{attributes}>{body}</text>'

@@ -145,12 +145,12 @@ def test_prevalence_is_refused_for_ensembles(trained: int, tmp_path: Path) -> No
 
 def test_report_models_shows_validation_and_test_side_by_side(db_url: str) -> None:
     from db.store import save_evaluation
-    from tests.db.test_store import _scores, add_model
+    from tests.helpers import add_placeholder_model, evaluation_scores
 
     with session_scope() as s:
-        tested = add_model(s, "tested", "cnn", 0.9)
-        save_evaluation(s, "test", "/data/test", _scores(0.6), model_id=tested)
-        add_model(s, "untested", "mlp", 0.8)
+        tested = add_placeholder_model(s, "tested", "cnn", 0.9)
+        save_evaluation(s, "test", "/data/test", evaluation_scores(0.6), model_id=tested)
+        add_placeholder_model(s, "untested", "mlp", 0.8)
     header, _, with_test, without = run("report", "models").splitlines()[:4]
     val = ["val_f1", "val_sensitivity", "val_specificity", "val_accuracy", "val_roc_auc"]
     test = ["test_sensitivity", "test_specificity", "test_accuracy", "test_roc_auc"]

@@ -5,17 +5,18 @@ from db.reports import ensembles_report, models_report
 from db.schema import Ensemble
 from db.session import session_scope
 from db.store import save_evaluation
-from tests.db.test_store import _scores, add_model
+from tests.helpers import add_placeholder_model, evaluation_scores
 
 TEST_KEYS = {f"test_{k}" for k in SCORE_COLUMNS}
 
 
 def test_a_model_row_carries_its_latest_test_scores(any_db_url: str) -> None:
     with session_scope() as s:
-        model_id = add_model(s, "m", "cnn", 0.9)
-        save_evaluation(s, "test", "/data/test", _scores(0.6), model_id=model_id)
-        save_evaluation(s, "test", "/data/test", _scores(0.7), model_id=model_id)  # a rerun
-        save_evaluation(s, "scored", "/folder", _scores(0.5), model_id=model_id)
+        model_id = add_placeholder_model(s, "m", "cnn", 0.9)
+        save_evaluation(s, "test", "/data/test", evaluation_scores(0.6), model_id=model_id)
+        # a rerun
+        save_evaluation(s, "test", "/data/test", evaluation_scores(0.7), model_id=model_id)
+        save_evaluation(s, "scored", "/folder", evaluation_scores(0.5), model_id=model_id)
     with session_scope() as s:
         (row,) = models_report(s)
     assert set(row) >= TEST_KEYS
@@ -27,8 +28,8 @@ def test_a_model_row_carries_its_latest_test_scores(any_db_url: str) -> None:
 
 def test_without_a_test_evaluation_every_test_key_is_none(any_db_url: str) -> None:
     with session_scope() as s:
-        model_id = add_model(s, "m", "cnn", 0.9)
-        save_evaluation(s, "scored", "/folder", _scores(0.5), model_id=model_id)
+        model_id = add_placeholder_model(s, "m", "cnn", 0.9)
+        save_evaluation(s, "scored", "/folder", evaluation_scores(0.5), model_id=model_id)
     with session_scope() as s:
         (row,) = models_report(s)
     assert {k: row[k] for k in TEST_KEYS} == dict.fromkeys(TEST_KEYS)
@@ -37,15 +38,15 @@ def test_without_a_test_evaluation_every_test_key_is_none(any_db_url: str) -> No
 
 def test_an_ensemble_row_carries_its_own_test_scores(any_db_url: str) -> None:
     with session_scope() as s:
-        model_id = add_model(s, "m", "cnn", 0.9)
-        save_evaluation(s, "test", "/data/test", _scores(0.6), model_id=model_id)
+        model_id = add_placeholder_model(s, "m", "cnn", 0.9)
+        save_evaluation(s, "test", "/data/test", evaluation_scores(0.6), model_id=model_id)
         members = [{"model_id": model_id, "weight": 1.0}]
         tested = Ensemble(name="tested", method="vote", members=members, params={})
         untested = Ensemble(name="untested", method="vote", members=members, params={})
         s.add_all([tested, untested])
         s.flush()
-        save_evaluation(s, "validation", "/data", _scores(0.8), ensemble_id=tested.id)
-        save_evaluation(s, "test", "/data/test", _scores(0.75), ensemble_id=tested.id)
+        save_evaluation(s, "validation", "/data", evaluation_scores(0.8), ensemble_id=tested.id)
+        save_evaluation(s, "test", "/data/test", evaluation_scores(0.75), ensemble_id=tested.id)
     with session_scope() as s:
         first, second = ensembles_report(s)
     assert (first["val_f1"], first["test_f1"], first["test_fn"]) == (0.8, 0.75, 2)

@@ -11,51 +11,14 @@ from db.store import (
     finish_job,
     get_job,
     save_evaluation,
-    save_model,
     upsert_predictions,
 )
-
-
-def _scores(f1: float) -> dict:
-    return {
-        "f1": f1,
-        "precision": 0.9,
-        "sensitivity": 0.8,
-        "specificity": 0.7,
-        "accuracy": 0.75,
-        "roc_auc": float("nan"),
-        "tp": 8,
-        "fp": 1,
-        "tn": 7,
-        "fn": 2,
-        "threshold": 0.5,
-        "n": 18,
-    }
-
-
-def add_model(session, name: str, arch: str, val_f1: float | None) -> int:
-    model = save_model(
-        session,
-        name=name,
-        arch=arch,
-        preset="seed",
-        img_size=64,
-        threshold=0.5,
-        config={"epochs": 1, "seed": 0},
-        data={},
-        weights=b"w",
-        weights_sha256="0" * 64,
-        n_params=1,
-        train_seconds=60.0,
-    )
-    if val_f1 is not None:
-        save_evaluation(session, "validation", "somewhere", _scores(val_f1), model_id=model.id)
-    return model.id
+from tests.helpers import add_placeholder_model, evaluation_scores
 
 
 def test_upsert_never_doubles_a_prediction(any_db_url: str) -> None:
     with session_scope() as s:
-        model_id = add_model(s, "m", "cnn", 0.9)
+        model_id = add_placeholder_model(s, "m", "cnn", 0.9)
         job_id = create_job(s, "score", {"folder": "/x"}).id
     row = {
         "job_id": job_id,
@@ -79,10 +42,10 @@ def test_upsert_never_doubles_a_prediction(any_db_url: str) -> None:
 
 def test_resolve_model_by_id_name_arch_and_best(any_db_url: str) -> None:
     with session_scope() as s:
-        weak = add_model(s, "googlenet", "googlenet", 0.80)
-        strong = add_model(s, "googlenet", "googlenet", 0.95)
-        other = add_model(s, "mine", "cnn", 0.90)
-        unscored = add_model(s, "raw", "mlp", None)
+        weak = add_placeholder_model(s, "googlenet", "googlenet", 0.80)
+        strong = add_placeholder_model(s, "googlenet", "googlenet", 0.95)
+        other = add_placeholder_model(s, "mine", "cnn", 0.90)
+        unscored = add_placeholder_model(s, "raw", "mlp", None)
     with session_scope() as s:
         assert resolve_model(s, str(weak)).id == weak
         assert resolve_model(s, "googlenet").id == strong
@@ -97,8 +60,8 @@ def test_resolve_model_by_id_name_arch_and_best(any_db_url: str) -> None:
 
 def test_models_report_carries_validation_and_other_evaluations(any_db_url: str) -> None:
     with session_scope() as s:
-        model_id = add_model(s, "m", "cnn", 0.9)
-        save_evaluation(s, "scored", "/folder", _scores(0.7), model_id=model_id)
+        model_id = add_placeholder_model(s, "m", "cnn", 0.9)
+        save_evaluation(s, "scored", "/folder", evaluation_scores(0.7), model_id=model_id)
     with session_scope() as s:
         (row,) = models_report(s)
     assert row["val_f1"] == 0.9 and row["val_roc_auc"] is None  # NaN AUC stored as NULL

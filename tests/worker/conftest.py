@@ -6,12 +6,13 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from cli.worker_cmd import worker_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,18 +38,7 @@ class Workers:
         self, queues: str = "train,score", concurrency: int = 1, env: dict | None = None
     ) -> subprocess.Popen:
         log = open(self.log_dir / f"worker{len(self.procs)}.log", "w")  # noqa: SIM115
-        cmd = [
-            sys.executable,
-            "-c",
-            "from cli.main import cli; cli()",
-            "worker",
-            "--queues",
-            queues,
-            "--concurrency",
-            str(concurrency),
-            "--loglevel",
-            "INFO",
-        ]
+        cmd = worker_argv(queues, concurrency)
         proc = subprocess.Popen(
             cmd,
             cwd=ROOT,

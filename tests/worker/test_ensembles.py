@@ -8,8 +8,7 @@ from sqlalchemy import select
 from cli.main import cli
 from db.schema import Ensemble, Evaluation, Model, Prediction
 from db.session import session_scope
-from tests.helpers import run
-from tests.worker.test_jobs import _folder
+from tests.helpers import incoming_folder, run
 from worker.ensemble_job import EnsembleError, create_ensemble, create_seed_ensemble, fit_ensemble
 from worker.jobs import ScoreParams, create_score_job
 from worker.score_job import run_scoring_job
@@ -55,7 +54,7 @@ def _train_cnn_and_mlp(data: Path) -> Path:
 
 def test_an_ensemble_scores_with_members_rows_beside_its_own(two_models, tmp_path) -> None:
     ensemble_id = create_ensemble("pair", [("cnn", 0.6), ("mlp", 0.4)])
-    folder = _folder(tmp_path)
+    folder = incoming_folder(tmp_path)
     job_id = create_score_job(ScoreParams(str(folder)), plan_chunks(folder, 5), "pair").id
     result = run_scoring_job(job_id)
     assert result["state"] == "succeeded" and result["scores"]["n"] == 10
@@ -169,7 +168,7 @@ def test_cli_create_evaluate_and_report(two_models, tmp_path) -> None:
     out = run("ensemble", "create", "duo", "--member", "cnn=0.5", "--member", "mlp=0.51")
     assert "ensemble 1 duo: vote" in out and "validation: F1" in out
     assert "test: F1" not in out  # the data has no test/ split
-    out = run("evaluate", "duo", "--data", _folder(tmp_path))
+    out = run("evaluate", "duo", "--data", incoming_folder(tmp_path))
     assert "scores on labelled images" in out
     rows = json.loads(run("report", "ensembles", "--format", "json"))
     assert [e["split"] for e in rows[0]["evaluations"]] == ["evaluation"]

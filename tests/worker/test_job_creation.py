@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 from db.schema import Ensemble, Job, Prediction
 from db.session import session_scope
 from db.work import unit_ids
-from tests.db.test_store import add_model
+from tests.helpers import add_placeholder_model
 from training.fitting.config import make_config
 from worker.jobs import (
     PrevalenceForEnsemble,
@@ -20,7 +20,10 @@ from worker.jobs import (
 def _model_and_pair() -> tuple[int, int]:
     """Two model rows (no weights: creating a job never loads one) and a vote over both."""
     with session_scope() as s:
-        first, second = add_model(s, "m", "cnn", None), add_model(s, "n", "mlp", None)
+        first, second = (
+            add_placeholder_model(s, "m", "cnn", None),
+            add_placeholder_model(s, "n", "mlp", None),
+        )
         members = [{"model_id": first, "weight": 1.0}, {"model_id": second, "weight": 0.5}]
         s.add(Ensemble(name="pair", method="vote", members=members, params={}))
     return first, second

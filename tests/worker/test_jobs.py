@@ -8,18 +8,12 @@ from db.scoring import store_unit
 from db.session import session_scope
 from db.store import create_job
 from db.work import claim, unit_ids
-from tests.conftest import make_xray
+from tests.helpers import add_tiny_model, incoming_folder, make_score_job
 from training.fitting.config import make_config
 from training.scoring.answers import NOT_SCORED
 from worker import score_job, train_job
-from worker.jobs import (
-    ScoreParams,
-    TrainParams,
-    create_score_job,
-    create_train_job,
-)
+from worker.jobs import TrainParams, create_train_job
 from worker.score_job import run_scoring_job
-from worker.score_plan import plan_chunks
 from worker.score_unit import fail_unit, score_unit
 from worker.settle import settle
 from worker.train_job import run_training_job
@@ -30,31 +24,9 @@ def _train_job(data: Path, arch: str = "cnn", **config: object) -> int:
     return create_train_job(TrainParams(make_config(arch, img_size=32, **config), str(data))).id
 
 
-def _train(data: Path) -> int:
-    model_id = run_training_job(_train_job(data, epochs=2, batch_size=8))
-    assert model_id is not None
-    return model_id
-
-
-def _score_job(folder: Path, model_id: int, chunk_size: int = 4) -> tuple[int, list[int]]:
-    """A score job as the CLI makes it: the row and its units; returns (job id, unit ids)."""
-    chunks = plan_chunks(folder, chunk_size)
-    job = create_score_job(ScoreParams(str(folder), chunk_size), chunks, scorer=str(model_id))
-    return job.id, job.unit_ids
-
-
-def _folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "incoming"
-    for i in range(5):
-        make_xray(folder / "NORMAL" / f"n{i}.jpeg", False, i)
-        make_xray(folder / "PNEUMONIA" / f"p{i}.png", True, 50 + i)
-    make_xray(folder / "unlabelled" / "u.jpg", True, 99)
-    (folder / "NORMAL" / "broken.jpeg").write_bytes(b"\xff\xd8\xff\xe0 not really")
-    return folder
-
-
 def test_training_job_stores_weights_config_and_validation_scores(any_db_url, tiny_dataset) -> None:
-    model_id = _train(tiny_dataset)
+    model_id = run_training_job(_train_job(tiny_dataset, epochs=2, batch_size=8))
+    assert model_id is not None
     with session_scope() as s:
         model = s.get(Model, model_id)
         evaluation = s.scalars(select(Evaluation).where(Evaluation.model_id == model_id)).one()
@@ -77,11 +49,11 @@ def test_a_cancelled_training_job_ends_cancelled(any_db_url, tiny_dataset) -> No
 
 
 def test_scoring_writes_one_row_per_image_and_an_error_row(
-    any_db_url, tiny_dataset, tmp_path
+    any_db_url, tiny_checkpoint, tmp_path
 ) -> None:
-    model_id = _train(tiny_dataset)
-    folder = _folder(tmp_path)
-    job_id, _ = _score_job(folder, model_id)
+    model_id = add_tiny_model(tiny_checkpoint)
+    folder = incoming_folder(tmp_path)
+    job_id, _ = make_score_job(folder, model_id)
     result = run_scoring_job(job_id)
     assert result["state"] == "succeeded"
     assert result["message"].startswith("12 images: 11 scored, 1 unreadable")
@@ -94,9 +66,9 @@ def test_scoring_writes_one_row_per_image_and_an_error_row(
     assert evaluation.n == 10  # the labelled, readable images
 
 
-def test_a_redelivered_chunk_adds_no_row(any_db_url, tiny_dataset, tmp_path) -> None:
-    model_id = _train(tiny_dataset)
-    job_id, units = _score_job(_folder(tmp_path), model_id, chunk_size=5)
+def test_a_redelivered_chunk_adds_no_row(any_db_url, tiny_checkpoint, tmp_path) -> None:
+    model_id = add_tiny_model(tiny_checkpoint)
+    job_id, units = make_score_job(incoming_folder(tmp_path), model_id, chunk_size=5)
     assert [score_unit(u) for u in [units[0], units[1], units[1]]] == [5, 5, 0]
     assert settle(job_id) is None  # 10 of 12 rows: not done yet
     score_unit(units[2])
@@ -115,10 +87,10 @@ def test_a_redelivered_chunk_adds_no_row(any_db_url, tiny_dataset, tmp_path) -> 
 
 
 def test_a_chunk_that_failed_for_good_leaves_error_rows_and_a_partial_job(
-    any_db_url, tiny_dataset, tmp_path
+    any_db_url, tiny_checkpoint, tmp_path
 ) -> None:
-    model_id = _train(tiny_dataset)
-    job_id, units = _score_job(_folder(tmp_path), model_id, chunk_size=5)
+    model_id = add_tiny_model(tiny_checkpoint)
+    job_id, units = make_score_job(incoming_folder(tmp_path), model_id, chunk_size=5)
     score_unit(units[0])
     fail_unit(units[0], "OSError: disk went away")  # done already: nothing to do
     fail_unit(units[1], "OSError: disk went away")
@@ -131,9 +103,9 @@ def test_a_chunk_that_failed_for_good_leaves_error_rows_and_a_partial_job(
     assert len(lost) == 5 and "disk went away" in lost[0]
 
 
-def test_cancel_stops_the_remaining_chunks(any_db_url, tiny_dataset, tmp_path) -> None:
-    model_id = _train(tiny_dataset)
-    job_id, units = _score_job(_folder(tmp_path), model_id, chunk_size=5)
+def test_cancel_stops_the_remaining_chunks(any_db_url, tiny_checkpoint, tmp_path) -> None:
+    model_id = add_tiny_model(tiny_checkpoint)
+    job_id, units = make_score_job(incoming_folder(tmp_path), model_id, chunk_size=5)
     score_unit(units[0])
     with session_scope() as s:
         s.get(Job, job_id).cancel_requested = True
@@ -144,10 +116,11 @@ def test_cancel_stops_the_remaining_chunks(any_db_url, tiny_dataset, tmp_path) -
         assert job.state == "cancelled" and job.progress_done == 5
 
 
-def test_a_job_closes_though_a_concurrent_count_missed_rows(any_db_url, tiny_dataset, tmp_path):
+def test_a_job_closes_though_a_concurrent_count_missed_rows(any_db_url, tiny_checkpoint, tmp_path):
     """Two chunks committing at once each count without the other's rows (READ COMMITTED):
     the job must still close when its last unit is done."""
-    job_id, units = _score_job(_folder(tmp_path), _train(tiny_dataset), chunk_size=6)
+    model_id = add_tiny_model(tiny_checkpoint)
+    job_id, units = make_score_job(incoming_folder(tmp_path), model_id, chunk_size=6)
     for unit in units:
         score_unit(unit)
     with session_scope() as s:
@@ -159,9 +132,10 @@ def test_a_job_closes_though_a_concurrent_count_missed_rows(any_db_url, tiny_dat
 
 
 def test_ctrl_c_ends_an_embedded_scoring_job_cancelled(
-    any_db_url, tiny_dataset, tmp_path, monkeypatch
+    any_db_url, tiny_checkpoint, tmp_path, monkeypatch
 ):
-    job_id, units = _score_job(_folder(tmp_path), _train(tiny_dataset), chunk_size=5)
+    model_id = add_tiny_model(tiny_checkpoint)
+    job_id, units = make_score_job(incoming_folder(tmp_path), model_id, chunk_size=5)
     real = score_job.score_unit
 
     def interrupted(unit_id: int) -> int:
@@ -199,9 +173,10 @@ def test_a_training_a_live_worker_holds_is_not_started_again(any_db_url, tiny_da
         assert s.get(Job, job_id).state == "pending" and s.scalars(select(Model)).first() is None
 
 
-def test_a_late_stale_count_never_lowers_progress(any_db_url, tiny_dataset, tmp_path) -> None:
+def test_a_late_stale_count_never_lowers_progress(any_db_url, tiny_checkpoint, tmp_path) -> None:
     """A chunk's count taken before another chunk committed can land after the job closed."""
-    job_id, units = _score_job(_folder(tmp_path), _train(tiny_dataset), chunk_size=6)
+    model_id = add_tiny_model(tiny_checkpoint)
+    job_id, units = make_score_job(incoming_folder(tmp_path), model_id, chunk_size=6)
     for unit in units:
         score_unit(unit)
     settle(job_id)

@@ -5,16 +5,14 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 from sqlalchemy import select
 
 from db.schema import Evaluation, Heatmap, Prediction
 from db.session import session_scope
 from tests.conftest import kinds_dataset, make_xray
-from tests.helpers import run
+from tests.helpers import job_id_of, run
 from training.explain.grid import decode_grid
-from training.scoring.ensemble import combine_viral, ensemble_kind_threshold
 
 
 @pytest.fixture()
@@ -35,12 +33,8 @@ def _scan(root: Path) -> Path:
     return root
 
 
-def _job_id(output: str) -> int:
-    return int(output.split()[1].rstrip(":"))
-
-
 def test_rows_carry_p_viral_and_the_kind_of_pneumonia_calls(kind_model, tmp_path) -> None:
-    job_id = _job_id(run("score", _scan(tmp_path / "scan"), "--model", "k"))
+    job_id = job_id_of(run("score", _scan(tmp_path / "scan"), "--model", "k"))
     with session_scope() as s:
         rows = s.scalars(select(Prediction).where(Prediction.job_id == job_id)).all()
         evaluation = s.scalars(select(Evaluation).where(Evaluation.job_id == job_id)).one()
@@ -66,7 +60,7 @@ def test_explain_stores_a_map_per_image_and_draws_it_at_the_original_size(
     kind_model, tmp_path
 ) -> None:
     scan = _scan(tmp_path / "scan")
-    job_id = _job_id(run("score", scan, "--model", "k", "--explain"))
+    job_id = job_id_of(run("score", scan, "--model", "k", "--explain"))
     with session_scope() as s:
         maps = s.scalars(select(Heatmap).where(Heatmap.job_id == job_id)).all()
     assert len(maps) == 9 and {m.scorer for m in maps} == {"model:1"}
@@ -86,19 +80,17 @@ def test_explain_stores_a_map_per_image_and_draws_it_at_the_original_size(
 
 
 def test_heatmap_report_errors_are_one_line(kind_model, tmp_path) -> None:
-    from tests.cli.test_commands import run as run_cli
-
-    job_id = _job_id(run("score", _scan(tmp_path / "scan"), "--model", "k", "--explain", "none"))
-    assert "--explain" in run_cli("report", "heatmap", job_id, "x.jpeg", ok=False)
-    job_id = _job_id(run("score", _scan(tmp_path / "scan"), "--model", "k", "--explain"))
-    assert "no heatmap" in run_cli("report", "heatmap", job_id, "nothing.jpeg", ok=False)
+    job_id = job_id_of(run("score", _scan(tmp_path / "scan"), "--model", "k", "--explain", "none"))
+    assert "--explain" in run("report", "heatmap", job_id, "x.jpeg", ok=False)
+    job_id = job_id_of(run("score", _scan(tmp_path / "scan"), "--model", "k", "--explain"))
+    assert "no heatmap" in run("report", "heatmap", job_id, "nothing.jpeg", ok=False)
 
 
 def test_an_ensemble_combines_members_kind_and_maps(kind_model, tmp_path) -> None:
     run("train", "--arch", "mlp", "--data", kind_model, "--epochs", 1, "--img-size", 32, "--preset",
         "seed", "--name", "binary", "--crop", 0.85)  # fmt: skip  # k's crop: maps overlay
     run("ensemble", "create", "mix", "--member", "k=0.7", "--member", "binary=0.3")
-    job_id = _job_id(run("score", _scan(tmp_path / "scan"), "--model", "mix", "--explain"))
+    job_id = job_id_of(run("score", _scan(tmp_path / "scan"), "--model", "mix", "--explain"))
     with session_scope() as s:
         rows = s.scalars(select(Prediction).where(Prediction.job_id == job_id)).all()
         maps = s.scalars(select(Heatmap).where(Heatmap.job_id == job_id)).all()
@@ -110,16 +102,3 @@ def test_an_ensemble_combines_members_kind_and_maps(kind_model, tmp_path) -> Non
             assert by[("model:2", name)].prob_viral is None
     assert {m.scorer for m in maps} == {"model:1", "model:2", "ensemble:1"}
     assert {m.method for m in maps if m.scorer == "ensemble:1"} == {"weighted members"}
-
-
-def test_combine_viral_weighs_members_that_answer_it() -> None:
-    viral = torch.tensor([[0.8, 0.2], [0.4, float("nan")]], dtype=torch.float64)
-    combined = combine_viral(viral, [3.0, 1.0])
-    assert combined.tolist() == pytest.approx([(3 * 0.8 + 0.4) / 4, 0.2])
-    assert combine_viral(viral, [-1.0, 1.0])[0] == pytest.approx(0.4)  # negative weight: 0
-    # where the only member that answers weighs 0, its answer stands
-    assert combine_viral(viral, [1.0, -1.0]).tolist() == pytest.approx([0.8, 0.2])
-    assert combine_viral(viral, [0.0, 1.0])[1] == pytest.approx(0.2)
-    assert torch.isnan(combine_viral(torch.full((2, 1), float("nan")), [1.0, 1.0])).all()
-    assert ensemble_kind_threshold([0.3, None], [1.0, 5.0]) == pytest.approx(0.3)
-    assert ensemble_kind_threshold([None, None], [1.0, 1.0]) == 0.5

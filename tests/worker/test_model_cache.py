@@ -6,16 +6,16 @@ from sqlalchemy import update
 
 from db.schema import Model
 from db.session import session_scope
-from tests.worker.test_jobs import _train
+from tests.helpers import add_tiny_model
 from worker import model_cache
 
 
 def test_weights_come_from_disk_after_the_first_fetch(
-    db_url, tiny_dataset, tmp_path: Path, monkeypatch
+    db_url, tiny_checkpoint, tmp_path: Path, monkeypatch
 ) -> None:
     monkeypatch.setenv("CXRQ_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(model_cache, "_loaded", {})
-    model_id = _train(tiny_dataset)
+    model_id = add_tiny_model(tiny_checkpoint)
     first = model_cache.load_bundle(model_id)
     (cached,) = (tmp_path / "cache" / "models").glob("*.safetensors")
     stored = cached.read_bytes()

@@ -6,7 +6,7 @@ from sqlalchemy import update
 
 from db.schema import Job, WorkUnit, utcnow
 from db.session import session_scope
-from tests.worker.test_jobs import _folder, _score_job, _train
+from tests.helpers import add_tiny_model, incoming_folder, make_score_job
 from worker import score_job
 from worker.reaper import reap_once
 
@@ -32,8 +32,9 @@ def _ago(seconds: float):
     return utcnow() - timedelta(seconds=seconds)
 
 
-def test_a_dead_workers_unit_is_sent_again_and_then_scored(any_db_url, tiny_dataset, tmp_path):
-    job_id, units = _score_job(_folder(tmp_path), _train(tiny_dataset), chunk_size=6)
+def test_a_dead_workers_unit_is_sent_again_and_then_scored(any_db_url, tiny_checkpoint, tmp_path):
+    model_id = add_tiny_model(tiny_checkpoint)
+    job_id, units = make_score_job(incoming_folder(tmp_path), model_id, chunk_size=6)
     broker = FakeBroker(empty=False)  # a full queue: only the expired lease is re-sent
     _set_unit(units[0], state="running", owner="dead:1/x", lease_until=_ago(1), sent_at=_ago(60))
     _set_unit(units[1], sent_at=utcnow())
@@ -49,9 +50,10 @@ def test_a_dead_workers_unit_is_sent_again_and_then_scored(any_db_url, tiny_data
 
 
 def test_units_whose_messages_were_lost_are_sent_again_when_the_queue_is_empty(
-    any_db_url, tiny_dataset, tmp_path
+    any_db_url, tiny_checkpoint, tmp_path
 ):
-    job_id, units = _score_job(_folder(tmp_path), _train(tiny_dataset), chunk_size=6)
+    model_id = add_tiny_model(tiny_checkpoint)
+    job_id, units = make_score_job(incoming_folder(tmp_path), model_id, chunk_size=6)
     for unit in units:
         _set_unit(unit, sent_at=_ago(300))
     busy = FakeBroker(empty=False)
@@ -62,9 +64,10 @@ def test_units_whose_messages_were_lost_are_sent_again_when_the_queue_is_empty(
 
 
 def test_a_cancelled_job_with_its_worker_gone_is_closed_not_resent(
-    any_db_url, tiny_dataset, tmp_path
+    any_db_url, tiny_checkpoint, tmp_path
 ):
-    job_id, units = _score_job(_folder(tmp_path), _train(tiny_dataset), chunk_size=6)
+    model_id = add_tiny_model(tiny_checkpoint)
+    job_id, units = make_score_job(incoming_folder(tmp_path), model_id, chunk_size=6)
     _set_unit(units[0], state="running", owner="dead:1/x", lease_until=_ago(1))
     with session_scope() as s:
         job = s.get(Job, job_id)

@@ -2,11 +2,12 @@
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from db.schema import Job, Prediction
 from db.session import DatabaseError, session_scope
-from tests.worker.test_jobs import _folder, _score_job, _train
+from tests.helpers import add_tiny_model, incoming_folder, make_score_job
 from worker import score_unit, settle, tasks
 from worker.celery_app import app, app_for
 from worker.sending import TASKS
@@ -33,11 +34,17 @@ def test_one_app_per_broker_sends_the_tasks_the_workers_run() -> None:
     assert other.conf.task_routes == app.conf.task_routes
 
 
+@pytest.fixture()
+def job_of_12(any_db_url, tiny_checkpoint, tmp_path: Path) -> tuple[int, list[int]]:
+    """(a score job of the tiny model over 12 images in one unit, its unit ids)."""
+    model_id = add_tiny_model(tiny_checkpoint)
+    return make_score_job(incoming_folder(tmp_path), model_id, chunk_size=12)
+
+
 def test_a_chunk_that_fails_once_is_retried_and_written_once(
-    any_db_url, tiny_dataset, tmp_path: Path, monkeypatch
+    job_of_12: tuple[int, list[int]], monkeypatch
 ) -> None:
-    model_id = _train(tiny_dataset)
-    job_id, units = _score_job(_folder(tmp_path), model_id, chunk_size=12)
+    job_id, units = job_of_12
     real, calls = score_unit.score_unit, []
 
     def flaky(unit_id: int) -> int:
@@ -55,10 +62,9 @@ def test_a_chunk_that_fails_once_is_retried_and_written_once(
 
 
 def test_a_chunk_that_always_fails_becomes_error_rows(
-    any_db_url, tiny_dataset, tmp_path: Path, monkeypatch
+    job_of_12: tuple[int, list[int]], monkeypatch
 ) -> None:
-    model_id = _train(tiny_dataset)
-    job_id, units = _score_job(_folder(tmp_path), model_id, chunk_size=12)
+    job_id, units = job_of_12
 
     def broken(unit_id: int) -> int:
         raise OSError("share unmounted")
@@ -73,11 +79,10 @@ def test_a_chunk_that_always_fails_becomes_error_rows(
 
 
 def test_a_database_outage_is_waited_out_not_recorded_as_lost(
-    any_db_url, tiny_dataset, tmp_path: Path, monkeypatch
+    job_of_12: tuple[int, list[int]], monkeypatch
 ) -> None:
     """Longer than the three retries a broken chunk gets: still no 'not scored' row."""
-    model_id = _train(tiny_dataset)
-    job_id, units = _score_job(_folder(tmp_path), model_id, chunk_size=12)
+    job_id, units = job_of_12
     real, calls = score_unit.score_unit, []
 
     def outage(unit_id: int) -> int:
@@ -99,10 +104,9 @@ def test_a_database_outage_is_waited_out_not_recorded_as_lost(
 
 
 def test_a_connection_cut_as_the_job_closes_is_retried(
-    any_db_url, tiny_dataset, tmp_path: Path, monkeypatch
+    job_of_12: tuple[int, list[int]], monkeypatch
 ) -> None:
-    model_id = _train(tiny_dataset)
-    job_id, units = _score_job(_folder(tmp_path), model_id, chunk_size=12)
+    job_id, units = job_of_12
     real, calls = settle.settle, []
 
     def cut_once(job: int):

@@ -132,17 +132,6 @@ def paired_auc_bootstrap(
     }
 
 
-# Bacterial vs viral, scored over the PNEUMONIA images whose kind is known, VIRAL positive.
-KIND_SCORE_KEYS = (
-    "kind_accuracy",
-    "kind_sensitivity",
-    "kind_specificity",
-    "kind_roc_auc",
-    "kind_threshold",
-    "kind_n",
-)
-
-
 def kind_scores(
     kinds: Sequence[int] | torch.Tensor,
     prob_viral: Sequence[float] | torch.Tensor,
@@ -155,16 +144,36 @@ def kind_scores(
     p = torch.as_tensor(prob_viral, dtype=torch.float64).flatten()
     known = k >= 0
     if not bool(known.any()):
-        return dict.fromkeys(KIND_SCORE_KEYS)
+        return _kind_result(None, None, None, None, None, None)
     k, p = k[known], _finite(p[known])
     pred = (p >= threshold).long()
     viral, bacterial = k == 1, k == 0
     auc = roc_auc(k, p)
+    return _kind_result(
+        float((pred == k).double().mean()),
+        _ratio(int((pred[viral] == 1).sum()), int(viral.sum())),
+        _ratio(int((pred[bacterial] == 0).sum()), int(bacterial.sum())),
+        None if auc != auc else auc,
+        float(threshold),
+        int(k.numel()),
+    )
+
+
+def _kind_result(
+    accuracy: float | None,
+    sensitivity: float | None,
+    specificity: float | None,
+    auc: float | None,
+    threshold: float | None,
+    n: int | None,
+) -> dict[str, float | int | None]:
+    """Bacterial vs viral, scored over the PNEUMONIA images whose kind is known, VIRAL positive
+    (db.columns.KIND_COLUMNS store the same keys)."""
     return {
-        "kind_accuracy": float((pred == k).double().mean()),
-        "kind_sensitivity": _ratio(int((pred[viral] == 1).sum()), int(viral.sum())),
-        "kind_specificity": _ratio(int((pred[bacterial] == 0).sum()), int(bacterial.sum())),
-        "kind_roc_auc": None if auc != auc else auc,
-        "kind_threshold": float(threshold),
-        "kind_n": int(k.numel()),
+        "kind_accuracy": accuracy,
+        "kind_sensitivity": sensitivity,
+        "kind_specificity": specificity,
+        "kind_roc_auc": auc,
+        "kind_threshold": threshold,
+        "kind_n": n,
     }

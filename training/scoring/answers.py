@@ -19,16 +19,6 @@ if TYPE_CHECKING:
 NOT_A_NUMBER = "model output is not a number"
 NOT_SCORED = "not scored: "  # error prefix of answers whose chunk failed for good
 FOLDER_UNREADABLE = "folder not readable: "  # error prefix of an answer standing for a folder
-REVIEW_FIELDS = (
-    "ood_score",
-    "anomaly_score",
-    "confidence",
-    "disagreement",
-    "review_score",
-    "review",
-    "review_reasons",
-)
-IDENTITY_FIELDS = ("sop_instance_uid", "patient_hash")
 
 
 def answer(
@@ -41,7 +31,8 @@ def answer(
     viral: tuple[float, float] = (float("nan"), 0.5),
 ) -> dict[str, Any]:
     """One scorer's answer on one file; `viral` is (P(VIRAL | PNEUMONIA) or NaN, the kind's
-    threshold). Review and identity fields start empty."""
+    threshold). Review and identity fields are added where there are any (db.scoring stores
+    the absent ones empty)."""
     label = None if prob is None else CLASSES[int(prob >= threshold)]
     prob_viral = viral[0] if prob is not None and math.isfinite(viral[0]) else None
     kind = None
@@ -56,8 +47,6 @@ def answer(
         "error": error,
         "prob_viral": prob_viral,
         "kind": kind,
-        **dict.fromkeys(REVIEW_FIELDS),
-        **dict.fromkeys(IDENTITY_FIELDS),
     }
 
 
@@ -72,10 +61,10 @@ def _checked(value: float, error: str | None) -> tuple[float | None, str | None]
 
 
 def _review_fields(scores: ChunkScores, key: str, index: int | None) -> dict[str, Any]:
-    """An answer's review fields from its scorer's verdict (all None where there is none)."""
+    """An answer's review fields from its scorer's verdict (none where there is none)."""
     verdict = scores.verdicts.get(key)
     if verdict is None or index is None:
-        return dict.fromkeys(REVIEW_FIELDS)
+        return {}
     reasons = verdict.reasons[index]
     dissent = verdict.disagreement
     return {

@@ -173,15 +173,22 @@ def test_the_working_grid_box_is_within_a_working_pixel_of_full_resolution(seed:
 # render_overlay
 
 
-def test_overlay_keeps_the_size_tints_the_hot_cell_and_leaves_cold_pixels(tmp_path: Path) -> None:
+def _hot_cell_overlay(tmp_path: Path, crop: float) -> tuple[tuple, Image.Image]:
+    """(the box, the overlay) of a 4x4 grid hot at row 1, column 2 over a grey 400x300 X-ray."""
     src = grey_png(tmp_path / "xray.png", (400, 300))
     out = tmp_path / "overlay.png"
-    box = render_overlay(src, one_hot(4, 4, 1, 2), 4, 4, 1.0, out)
-    assert box == (200, 75, 300, 150)
+    box = render_overlay(src, one_hot(4, 4, 1, 2), 4, 4, crop, out)
     with Image.open(out) as img:
-        assert img.format == "PNG"
-        assert img.size == (400, 300)
-        pixels = img.convert("RGB").load()
+        img.load()
+    return box, img
+
+
+def test_overlay_keeps_the_size_tints_the_hot_cell_and_leaves_cold_pixels(tmp_path: Path) -> None:
+    box, img = _hot_cell_overlay(tmp_path, 1.0)
+    assert box == (200, 75, 300, 150)
+    assert img.format == "PNG"
+    assert img.size == (400, 300)
+    pixels = img.convert("RGB").load()
     assert pixels[250, 112] != (90, 90, 90)  # the hot cell's centre: tinted
     assert pixels[200, 112] == BOX_COLOUR  # the box outline's left edge
     assert pixels[299, 112] == BOX_COLOUR  # ... and its right edge, inside the box
@@ -201,12 +208,9 @@ def test_overlay_blends_with_opacity_alpha_times_heat(tmp_path: Path) -> None:
 
 
 def test_overlay_outlines_the_crop_region_faintly(tmp_path: Path) -> None:
-    src = grey_png(tmp_path / "xray.png", (400, 300))
-    out = tmp_path / "overlay.png"
-    box = render_overlay(src, one_hot(4, 4, 1, 2), 4, 4, 0.8, out)
+    box, img = _hot_cell_overlay(tmp_path, 0.8)
     assert box == (200, 90, 280, 150)
-    with Image.open(out) as img:
-        pixels = img.load()
+    pixels = img.load()
     assert pixels[40, 150] not in ((90, 90, 90), BOX_COLOUR)  # crop region's left border
     assert pixels[20, 150] == (90, 90, 90)  # outside what the model saw
     assert pixels[200, 120] == BOX_COLOUR

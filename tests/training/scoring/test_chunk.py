@@ -42,7 +42,7 @@ def test_a_chunk_answers_every_file_and_reads_each_dicom_header_once(tmp_path, m
     assert set(rows) == {"film0.dcm", "film1.dcm", "film2.dcm", "plain.png", "broken.dcm"}
     assert all(rows[f"film{i}.dcm"]["sop_instance_uid"] for i in range(3))
     assert len({rows[f"film{i}.dcm"]["patient_hash"] for i in range(3)}) == 3
-    assert rows["plain.png"]["sop_instance_uid"] is None and rows["plain.png"]["error"] is None
+    assert "sop_instance_uid" not in rows["plain.png"] and rows["plain.png"]["error"] is None
     assert rows["broken.dcm"]["error"] and rows["broken.dcm"]["prob"] is None
     assert all(r["true_label"] == "PNEUMONIA" for r in rows.values())
     # the files that decoded gave their headers with their pixels; only the broken one is read

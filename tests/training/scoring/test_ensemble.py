@@ -1,8 +1,13 @@
+"""Combining an ensemble's members (training.scoring.ensemble): the weighted vote, stacking,
+P(viral) and the kind threshold."""
+
 import pytest
 import torch
 
 from training.scoring.ensemble import (
     combine,
+    combine_viral,
+    ensemble_kind_threshold,
     fit_stacking,
     stack,
     weighted_vote,
@@ -49,3 +54,16 @@ def test_stacking_weighs_the_informative_member() -> None:
     probs, y = _members()
     (w_good, w_noise), _ = fit_stacking(probs, y)
     assert w_good > 0.5 and abs(w_noise) < 0.3 * w_good
+
+
+def test_combine_viral_weighs_members_that_answer_it() -> None:
+    viral = torch.tensor([[0.8, 0.2], [0.4, float("nan")]], dtype=torch.float64)
+    combined = combine_viral(viral, [3.0, 1.0])
+    assert combined.tolist() == pytest.approx([(3 * 0.8 + 0.4) / 4, 0.2])
+    assert combine_viral(viral, [-1.0, 1.0])[0] == pytest.approx(0.4)  # negative weight: 0
+    # where the only member that answers weighs 0, its answer stands
+    assert combine_viral(viral, [1.0, -1.0]).tolist() == pytest.approx([0.8, 0.2])
+    assert combine_viral(viral, [0.0, 1.0])[1] == pytest.approx(0.2)
+    assert torch.isnan(combine_viral(torch.full((2, 1), float("nan")), [1.0, 1.0])).all()
+    assert ensemble_kind_threshold([0.3, None], [1.0, 5.0]) == pytest.approx(0.3)
+    assert ensemble_kind_threshold([None, None], [1.0, 1.0]) == 0.5
