@@ -137,3 +137,18 @@ def make_score_job(folder: Path, model_id: int, chunk_size: int = 4) -> tuple[in
     chunks = plan_chunks(folder, chunk_size)
     job = create_score_job(ScoreParams(str(folder), chunk_size), chunks, scorer=str(model_id))
     return job.id, job.unit_ids
+
+
+def report_row_with_scored_set(val_f1: float, scored_f1: float) -> dict[str, Any]:
+    """`models_report`'s row of one placeholder model with a validation evaluation and one
+    evaluation of a scored folder."""
+    from db.reports import models_report
+    from db.session import session_scope
+    from db.store import save_evaluation
+
+    with session_scope() as s:
+        model_id = add_placeholder_model(s, "m", "cnn", val_f1)
+        save_evaluation(s, "scored", "/folder", evaluation_scores(scored_f1), model_id=model_id)
+    with session_scope() as s:
+        (row,) = models_report(s)
+    return row

@@ -5,7 +5,7 @@ from db.reports import ensembles_report, models_report
 from db.schema import Ensemble
 from db.session import session_scope
 from db.store import save_evaluation
-from tests.helpers import add_placeholder_model, evaluation_scores
+from tests.helpers import add_placeholder_model, evaluation_scores, report_row_with_scored_set
 
 TEST_KEYS = {f"test_{k}" for k in SCORE_COLUMNS}
 
@@ -27,11 +27,7 @@ def test_a_model_row_carries_its_latest_test_scores(any_db_url: str) -> None:
 
 
 def test_without_a_test_evaluation_every_test_key_is_none(any_db_url: str) -> None:
-    with session_scope() as s:
-        model_id = add_placeholder_model(s, "m", "cnn", 0.9)
-        save_evaluation(s, "scored", "/folder", evaluation_scores(0.5), model_id=model_id)
-    with session_scope() as s:
-        (row,) = models_report(s)
+    row = report_row_with_scored_set(0.9, 0.5)
     assert {k: row[k] for k in TEST_KEYS} == dict.fromkeys(TEST_KEYS)
     assert row["val_f1"] == 0.9
 

@@ -2,7 +2,6 @@ import pytest
 from sqlalchemy import func, select
 
 from db.lookups import resolve_job, resolve_model
-from db.reports import models_report
 from db.schema import Prediction
 from db.session import session_scope
 from db.store import (
@@ -10,10 +9,9 @@ from db.store import (
     create_job,
     finish_job,
     get_job,
-    save_evaluation,
     upsert_predictions,
 )
-from tests.helpers import add_placeholder_model, evaluation_scores
+from tests.helpers import add_placeholder_model, report_row_with_scored_set
 
 
 def test_upsert_never_doubles_a_prediction(any_db_url: str) -> None:
@@ -59,11 +57,7 @@ def test_resolve_model_by_id_name_arch_and_best(any_db_url: str) -> None:
 
 
 def test_models_report_carries_validation_and_other_evaluations(any_db_url: str) -> None:
-    with session_scope() as s:
-        model_id = add_placeholder_model(s, "m", "cnn", 0.9)
-        save_evaluation(s, "scored", "/folder", evaluation_scores(0.7), model_id=model_id)
-    with session_scope() as s:
-        (row,) = models_report(s)
+    row = report_row_with_scored_set(0.9, 0.7)
     assert row["val_f1"] == 0.9 and row["val_roc_auc"] is None  # NaN AUC stored as NULL
     assert [e["split"] for e in row["evaluations"]] == ["scored"]
     assert row["train_minutes"] == 1.0

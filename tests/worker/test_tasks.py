@@ -41,19 +41,26 @@ def job_of_12(any_db_url, tiny_checkpoint, tmp_path: Path) -> tuple[int, list[in
     return make_score_job(incoming_folder(tmp_path), model_id, chunk_size=12)
 
 
+def _failing_first(times: int, error: Exception, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make score_unit raise `error` on its first `times` calls, then score; returns the list
+    of the units it was called with."""
+    real, calls = score_unit.score_unit, []
+
+    def failing(unit_id: int) -> int:
+        calls.append(unit_id)
+        if len(calls) <= times:
+            raise error
+        return real(unit_id)
+
+    monkeypatch.setattr(score_unit, "score_unit", failing)
+    return calls
+
+
 def test_a_chunk_that_fails_once_is_retried_and_written_once(
     job_of_12: tuple[int, list[int]], monkeypatch
 ) -> None:
     job_id, units = job_of_12
-    real, calls = score_unit.score_unit, []
-
-    def flaky(unit_id: int) -> int:
-        calls.append(unit_id)
-        if len(calls) == 1:
-            raise ConnectionError("share flapped")
-        return real(unit_id)
-
-    monkeypatch.setattr(score_unit, "score_unit", flaky)
+    calls = _failing_first(1, ConnectionError("share flapped"), monkeypatch)
     tasks.score_chunk.apply(args=(job_id, units[0]))
     assert calls == [units[0], units[0]]
     with session_scope() as s:
@@ -83,15 +90,8 @@ def test_a_database_outage_is_waited_out_not_recorded_as_lost(
 ) -> None:
     """Longer than the three retries a broken chunk gets: still no 'not scored' row."""
     job_id, units = job_of_12
-    real, calls = score_unit.score_unit, []
-
-    def outage(unit_id: int) -> int:
-        calls.append(unit_id)
-        if len(calls) <= 6:
-            raise DatabaseError("database postgresql://x: connection refused")
-        return real(unit_id)
-
-    monkeypatch.setattr(score_unit, "score_unit", outage)
+    outage = DatabaseError("database postgresql://x: connection refused")
+    calls = _failing_first(6, outage, monkeypatch)
     monkeypatch.setattr(tasks, "backoff", lambda attempt: 0)
     tasks.score_chunk.apply(args=(job_id, units[0]))
     assert len(calls) == 7

@@ -10,9 +10,13 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 DX_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
 ENCODINGS = ("explicit", "jpeg-baseline", "jpeg2000", "rle")
@@ -79,7 +83,7 @@ def _stored_values(unit: np.ndarray, spec: DicomSpec) -> np.ndarray:
     return np.rint(shown * top).astype(np.int64)
 
 
-def _display_tags(ds, spec: DicomSpec) -> None:  # noqa: ANN001 - a pydicom Dataset
+def _display_tags(ds: Dataset, spec: DicomSpec) -> None:
     from pydicom.dataset import Dataset
 
     top = 2**spec.bits - 1
@@ -99,7 +103,7 @@ def _display_tags(ds, spec: DicomSpec) -> None:  # noqa: ANN001 - a pydicom Data
         ds.VOILUTSequence = [item]
 
 
-def _encode(ds, stored: np.ndarray, encoding: str) -> None:  # noqa: ANN001
+def _encode(ds: Dataset, stored: np.ndarray, encoding: str) -> None:
     from pydicom.encaps import encapsulate
     from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
 
