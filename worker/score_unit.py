@@ -47,10 +47,9 @@ def score_unit(unit_id: int) -> int:
         answers = score_chunk(
             serving_scorer(ref), lease.paths, Path(params.folder), params.explain, salt
         )
+        rows, maps = answers.predictions, answers.heatmaps
         with session_scope() as s:
-            store_unit(
-                s, lease.job_id, unit_id, ref.key, answers.predictions, True, answers.heatmaps
-            )
+            store_unit(s, lease.job_id, unit_id, ref.key, rows, heatmaps=maps)
         return len(lease.paths)
 
 
