@@ -29,5 +29,5 @@ REVIEW_COLUMNS = (
     "review_reasons",
 )
 REVIEW_REASONS = ("not-cxr", "anomaly", "low-confidence")  # training.review.verdicts.REASONS
-# What a prediction row keeps of a DICOM header (training.data.dicom.identity).
+# What a prediction row keeps of a DICOM header (training.data.dicom_identity).
 IDENTITY_COLUMNS = ("sop_instance_uid", "patient_hash")

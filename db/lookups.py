@@ -68,8 +68,27 @@ def resolve_model(session: Session, ref: str | None) -> Model:
     return _best_by_val_f1(session, candidates)
 
 
+def ensemble_named(session: Session, name: str) -> Ensemble | None:
+    return session.scalars(select(Ensemble).where(Ensemble.name == name)).first()
+
+
+def latest_model(session: Session, arch: str, preset: str) -> Model | None:
+    """The newest model of an arch trained with a preset."""
+    query = select(Model).where(Model.arch == arch, Model.preset == preset)
+    return session.scalars(query.order_by(Model.id.desc())).first()
+
+
+def weights_hash(session: Session, model_id: int) -> str | None:
+    """A model's weights hash without loading its weights; None when there is no such model."""
+    return session.scalar(select(Model.weights_sha256).where(Model.id == model_id))
+
+
+def weights_of(session: Session, model_id: int) -> bytes | None:
+    return session.scalar(select(Model.weights).where(Model.id == model_id))
+
+
 def resolve_ensemble(session: Session, name: str) -> Ensemble:
-    ensemble = session.scalars(select(Ensemble).where(Ensemble.name == name)).first()
+    ensemble = ensemble_named(session, name)
     if ensemble is None:
         raise NotFoundError(f"no ensemble named {name!r}; `cxrq report ensembles` lists them")
     return ensemble
@@ -83,7 +102,7 @@ def resolve_scorer(session: Session, ref: str | None) -> Model | Ensemble:
         return resolve_model(session, ref)
     except NotFoundError:
         if ref and not ref.isdigit():
-            ensemble = session.scalars(select(Ensemble).where(Ensemble.name == ref)).first()
+            ensemble = ensemble_named(session, ref)
             if ensemble is not None:
                 return ensemble
         raise

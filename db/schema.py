@@ -155,7 +155,7 @@ class Prediction(Base):
     review_score: Mapped[float | None] = mapped_column(Float)  # largest ratio to a flag line
     review: Mapped[bool | None] = mapped_column(Boolean)  # a person should look
     review_reasons: Mapped[str | None] = mapped_column(String(64))  # e.g. "not-cxr,anomaly"
-    # DICOM inputs only (training.data.dicom.identity): never a patient's ID, name or birth date.
+    # DICOM inputs only (training.data.dicom_identity): never a patient's ID, name or birth date.
     sop_instance_uid: Mapped[str | None] = mapped_column(String(64))
     patient_hash: Mapped[str | None] = mapped_column(String(32))  # keyed by CXRQ_PATIENT_SALT
 

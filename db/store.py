@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from db.columns import IDENTITY_COLUMNS, KIND_COLUMNS, REVIEW_COLUMNS, SCORE_COLUMNS
 from db.schema import (
     FINAL_STATES,
+    Ensemble,
     Evaluation,
     Heatmap,
     Job,
@@ -113,6 +114,29 @@ def save_weights(
         weights_sha256=hashlib.sha256(weights).hexdigest(),
         train_seconds=0.0,
     )
+
+
+def save_ensemble(
+    session: Session, name: str, method: str, members: list[dict[str, Any]]
+) -> Ensemble:
+    """A new ensemble row; members are [{"model_id": 3, "weight": 0.5}, ...]."""
+    ensemble = Ensemble(name=name, method=method, members=members, params={})
+    session.add(ensemble)
+    session.flush()
+    return ensemble
+
+
+def save_ensemble_fit(
+    session: Session,
+    ensemble_id: int,
+    threshold: float,
+    params: dict[str, Any],
+    members: list[dict[str, Any]],
+) -> None:
+    """A stacking fit replaces the ensemble's method, threshold, parameters and members."""
+    ensemble = session.get(Ensemble, ensemble_id)
+    ensemble.method, ensemble.threshold, ensemble.fitted_at = "stacking", threshold, utcnow()
+    ensemble.params, ensemble.members = params, members
 
 
 def save_evaluation(

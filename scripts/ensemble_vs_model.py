@@ -16,7 +16,7 @@ from db.schema import Model
 from db.session import session_scope
 from training.evaluation.metrics import paired_auc_bootstrap
 from training.scoring.ensemble_fit import cross_fitted
-from worker.ensemble_job import member_probabilities, validation_items
+from worker.ensemble_job import members_on, validation_items
 
 N_BOOT = 2000
 
@@ -31,7 +31,7 @@ def main(ensemble_ref: str, model_ref: str) -> None:
         select = "member selection" in e.params["validation"]
         model_id = resolve_model(s, model_ref).id
         items, _ = validation_items([s.get(Model, i) for i in [*ids, model_id]])
-    members = member_probabilities([*ids, model_id], items)
+    members = members_on([*ids, model_id], items)
     probs, y, groups = members.probs, members.y, members.groups
     oof, _, _ = cross_fitted(probs[:-1], y, groups, folds, seed, select)
     result = paired_auc_bootstrap(y, oof, probs[-1], groups, n_boot=N_BOOT)

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.lookups import resolve_ensemble, resolve_model
-from db.schema import Ensemble, Model, utcnow
+from db.lookups import ensemble_named, latest_model, resolve_ensemble, resolve_model
+from db.schema import Ensemble, Model
 from db.scoring import ScorerRef, ensemble_ref
 from db.session import session_scope
-from db.store import save_evaluation
+from db.store import save_ensemble, save_ensemble_fit, save_evaluation
 from training.data.data_files import LabeledImage, find_splits
 from training.data.splits import choose_validation
 from training.fitting.config import TrainConfig
@@ -61,12 +60,9 @@ def create_ensemble(name: str, refs: list[tuple[str, float]], method: str = "vot
     if not refs:
         raise EnsembleError("an ensemble needs at least one --member MODEL=WEIGHT")
     with session_scope() as s:
-        if s.scalars(select(Ensemble).where(Ensemble.name == name)).first():
+        if ensemble_named(s, name) is not None:
             raise EnsembleError(f"an ensemble named {name!r} exists; choose another name")
-        ensemble = Ensemble(name=name, method=method, members=_members(s, refs), params={})
-        s.add(ensemble)
-        s.flush()
-        ensemble_id = ensemble.id
+        ensemble_id = save_ensemble(s, name, method, _members(s, refs)).id
     score_on_validation(ensemble_id)
     return ensemble_id
 
@@ -76,11 +72,7 @@ def create_seed_ensemble(name: str = "seed") -> int:
     refs = []
     with session_scope() as s:
         for arch, weight in SEED_WEIGHTS.items():
-            model = s.scalars(
-                select(Model)
-                .where(Model.arch == arch, Model.preset == "seed")
-                .order_by(Model.id.desc())
-            ).first()
+            model = latest_model(s, arch, "seed")
             if model is None:
                 raise EnsembleError(f"no {arch} model with the seed preset; train one first")
             refs.append((str(model.id), weight))
@@ -97,13 +89,14 @@ def _scorer(ensemble_id: int) -> ScorerRef:
         return ensemble_ref(s.get(Ensemble, ensemble_id))
 
 
-def _members_on(model_ids: list[int], items: list[LabeledImage]) -> Members:
+def members_on(model_ids: list[int], items: list[LabeledImage]) -> Members:
+    """The stored models' answers on labelled images (for fitting and scoring ensembles)."""
     return member_answers([load_bundle(m) for m in model_ids], items)
 
 
 def _scores_as_stored(e: ScorerRef, items: list[LabeledImage]) -> dict[str, Any]:
     """The ensemble's scores on items with its stored weights, bias and threshold, as served."""
-    members = _members_on(e.model_ids, items)
+    members = members_on(e.model_ids, items)
     return scores_as_stored(e.method, members, e.weights, e.bias, e.threshold)
 
 
@@ -147,7 +140,7 @@ def fit_ensemble(name: str, folds: int = 5, seed: int = 0, select: bool = False)
         # A refit weighs every model the ensemble was created with, dropped ones included.
         ensemble_id, ids = e.id, e.params.get("candidates") or [m["model_id"] for m in e.members]
     items, dataset = validation_items(_models(ids))
-    members = _members_on(ids, items)
+    members = members_on(ids, items)
     scores, fit, fold_fits = cross_fitted_scores(members, folds, seed, select)
     how = "stacking with member selection" if select else "stacking"
     params = {
@@ -160,10 +153,9 @@ def fit_ensemble(name: str, folds: int = 5, seed: int = 0, select: bool = False)
     if select:
         params["kept_per_fold"] = [[ids[n] for n in f.members] for f in fold_fits]
     with session_scope() as s:
-        e = s.get(Ensemble, ensemble_id)
-        e.method, e.threshold, e.fitted_at, e.params = "stacking", fit.threshold, utcnow(), params
         kept = [ids[n] for n in fit.members]
-        e.members = [{"model_id": i, "weight": w} for i, w in zip(kept, fit.weights, strict=True)]
+        weights = [{"model_id": i, "weight": w} for i, w in zip(kept, fit.weights, strict=True)]
+        save_ensemble_fit(s, ensemble_id, fit.threshold, params, weights)
         save_evaluation(s, "validation", params["validation"], scores, ensemble_id=ensemble_id)
     score_on_test(ensemble_id)
     return scores

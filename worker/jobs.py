@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from db.lookups import resolve_scorer
-from db.schema import Ensemble, Job, Model, scorer_key
-from db.scoring import store_answers
+from db.schema import Ensemble, Job, Model
+from db.scoring import ScorerRef, ensemble_ref, store_answers
 from db.session import session_scope
 from db.store import create_job
 from db.work import create_units
@@ -106,10 +106,8 @@ def _described(scorer: Model | Ensemble, prevalence: float | None) -> str:
 
 def _answering(scorer: Model | Ensemble) -> list[str]:
     """Who stores a row for each image: the model, or an ensemble's members and itself."""
-    if isinstance(scorer, Model):
-        return [scorer_key(scorer.id)]
-    members = [scorer_key(m["model_id"]) for m in scorer.members]
-    return [*members, scorer_key(ensemble_id=scorer.id)]
+    ref = ScorerRef([scorer.id]) if isinstance(scorer, Model) else ensemble_ref(scorer)
+    return ref.all_keys
 
 
 def create_score_job(

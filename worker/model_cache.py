@@ -7,9 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from sqlalchemy import select
-
-from db.schema import Model
+from db.lookups import weights_hash, weights_of
 from db.session import session_scope
 from db.settings import get_settings
 from training.models.checkpoint import ModelBundle, from_bytes, sha256
@@ -51,7 +49,7 @@ def _servable(bundle: ModelBundle) -> ModelBundle:
 def load_bundle(model_id: int) -> ModelBundle:
     """The servable model for a row id."""
     with session_scope() as s:
-        sha = s.scalar(select(Model.weights_sha256).where(Model.id == model_id))
+        sha = weights_hash(s, model_id)
         if sha is None:
             raise LookupError(f"no model with id {model_id}")
         if sha in _loaded:
@@ -63,7 +61,7 @@ def load_bundle(model_id: int) -> ModelBundle:
                 return _loaded[sha]
             except Exception:  # a damaged cache file: the database has the real one
                 pass
-        data = s.scalar(select(Model.weights).where(Model.id == model_id))
+        data = weights_of(s, model_id)
         if sha256(data) != sha:
             raise ValueError(f"model {model_id}: stored weights do not match their hash")
         _write_cached(sha, data)

@@ -1,5 +1,5 @@
 """A job's scorer made servable: the stored models it names, loaded (and cached on disk by
-content hash), in the training.scoring.Scorer that the one scoring call takes."""
+content hash), in the training.scoring.chunk.Scorer that the one scoring call takes."""
 
 from __future__ import annotations
 

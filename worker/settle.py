@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from db import work
 from db.columns import REVIEW_REASONS
 from db.job_answers import review_summary
-from db.schema import CLASSES_BY_INDEX, FINAL_STATES, Job
+from db.schema import CLASSES_BY_INDEX, FINAL_STATES, Job, scorer_key
 from db.scoring import (
     ScorerRef,
     close_job,
@@ -30,12 +30,14 @@ from db.store import get_job, save_evaluation
 from training.data.data_files import kind_code
 from training.evaluation.metrics import binary_scores, kind_scores
 from training.scoring.answers import FOLDER_UNREADABLE, NOT_A_NUMBER, NOT_SCORED
-from training.scoring.chunk import PREVALENCE_THRESHOLD
 from training.scoring.ensemble import ensemble_kind_threshold
+from training.scoring.files import MODEL_FAILED
+from training.scoring.prevalence import PREVALENCE_THRESHOLD
 from worker.jobs import ScoreParams
 
 PARTIAL_BECAUSE = {
     "lost": "{} not scored (chunk failed)",
+    "model": "{} the model failed on",
     "folders": "{} folder(s) could not be read (their images are missing)",
     "nan": "{} with a model output that is not a number",
 }
@@ -76,7 +78,7 @@ def _summarise(s: Session, job: Job, ref: ScorerRef) -> tuple[str, str, dict[str
     summary = f"{n_images} images: {scored} scored, {counts['unreadable']} unreadable"
     if ref.ensemble_id is not None:
         for model_id in ref.model_ids:
-            _evaluate(s, job, ref, f"model:{model_id}", {"model_id": model_id})
+            _evaluate(s, job, ref, scorer_key(model_id), {"model_id": model_id})
         scores = _evaluate(s, job, ref, ref.key, {"ensemble_id": ref.ensemble_id})
     else:
         scores = _evaluate(s, job, ref, ref.key, {"model_id": ref.model_ids[0]})
@@ -89,10 +91,12 @@ def _summarise(s: Session, job: Job, ref: ScorerRef) -> tuple[str, str, dict[str
 
 def _error_counts(errors: list[str | None]) -> dict[str, int]:
     """Rows, and error rows by what they mean; all but 'unreadable' leave the job `partial`."""
-    counts = dict.fromkeys(("unreadable", "lost", "folders", "nan"), 0)
+    counts = dict.fromkeys(("unreadable", "lost", "model", "folders", "nan"), 0)
     for error in filter(None, errors):
         if error.startswith(NOT_SCORED):
             counts["lost"] += 1
+        elif error.startswith(MODEL_FAILED):
+            counts["model"] += 1
         elif error.startswith(FOLDER_UNREADABLE):
             counts["folders"] += 1
         elif error == NOT_A_NUMBER:

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from sqlalchemy import func, select
 
 from db.schema import Evaluation, Job, Model, Prediction
@@ -196,3 +197,31 @@ def test_a_training_job_made_before_units_existed_gets_its_unit(any_db_url, tiny
     assert run_training_job(job_id) is not None
     with session_scope() as s:
         assert len(unit_ids(s, job_id, ("done",))) == 1
+
+
+def test_an_image_the_model_fails_on_leaves_a_partial_job_that_says_so(
+    db_url, tiny_checkpoint, tmp_path, monkeypatch
+) -> None:
+    """Every other image is scored; the job is partial and its message counts the failure."""
+    import training.scoring.files as files
+
+    folder = incoming_folder(tmp_path)
+    Image.new("L", (48, 48), 255).save(folder / "white.png")
+    real = files._outputs
+
+    def fails_on_white(bundle, images, explain):  # noqa: ANN001, ANN202
+        if bool((images.float().mean(dim=(1, 2, 3)) > 254).any()):
+            raise RuntimeError("out of memory on this image")
+        return real(bundle, images, explain)
+
+    monkeypatch.setattr(files, "_outputs", fails_on_white)
+    job_id, _ = make_score_job(folder, add_tiny_model(tiny_checkpoint), chunk_size=20)
+    result = run_scoring_job(job_id)
+    assert result["state"] == "partial", result["message"]
+    assert result["message"].startswith("13 images: 11 scored, 1 unreadable")
+    assert result["message"].endswith("; 1 the model failed on")
+    with session_scope() as s:
+        rows = s.scalars(select(Prediction).where(Prediction.job_id == job_id)).all()
+    failed = [r for r in rows if r.error and r.error.startswith("cannot score image")]
+    assert [Path(r.path).name for r in failed] == ["white.png"]
+    assert sum(r.prob is not None for r in rows) == 11

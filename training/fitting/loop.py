@@ -1,7 +1,7 @@
 """The epoch loop: seeding, augmentation, class balancing, the optimiser and one pass over the
 training split.
 
-from training.fitting.loop import make_optimizer, seed_everything, train_one_epoch
+from training.fitting.loop import balance_plan, make_optimizer, seed_everything, train_one_epoch
 gen = seed_everything(config.run_seed)
 plan = balance_plan(config, data.train.labels)
 optimizer = make_optimizer(model, config)

@@ -91,7 +91,7 @@ def from_bytes(data: bytes, device: str | torch.device = "cpu") -> ModelBundle:
     }
     weights = {k: v for k, v in tensors.items() if not k.startswith(_REVIEW_PREFIX)}
     model.load_state_dict(weights, strict=True, assign=True)
-    model.to(device, memory_format=torch.channels_last).eval()  # see inference.predict_proba
+    model.to(device, memory_format=torch.channels_last).eval()  # NHWC: see inference.model_input
     return ModelBundle(
         model=model,
         arch=header["arch"],

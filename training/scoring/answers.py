@@ -86,6 +86,7 @@ def prediction_answers(
 
     rows = []
     index = {pos: i for i, pos in enumerate(scores.review_positions)}
+    cut = ensemble_kind_threshold(scores.kind_thresholds, scorer.weights)
     for pos, path in enumerate(paths):
         for m, key in enumerate(scorer.keys):
             prob, error = _checked(float(scores.probs[m, pos]), scores.errors.get(pos))
@@ -94,7 +95,6 @@ def prediction_answers(
             rows.append(row | _review_fields(scores, key, index.get(pos)))
         if scores.combined is not None:
             prob, error = _checked(float(scores.combined[pos]), scores.errors.get(pos))
-            cut = ensemble_kind_threshold(scores.kind_thresholds, scorer.weights)
             viral = (float(scores.combined_viral[pos]), cut)
             row = answer(scorer.key, path, prob, scorer.threshold, truth[pos], error, viral)
             rows.append(row | _review_fields(scores, scorer.key, index.get(pos)))

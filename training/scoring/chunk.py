@@ -23,10 +23,7 @@ from training.review.verdicts import Verdict, ensemble_verdict, member_verdict
 from training.scoring.answers import add_identities, heatmap_answers, prediction_answers
 from training.scoring.ensemble import combine, combine_viral
 from training.scoring.files import score_files_multi
-from training.scoring.prevalence import prior_shift
-
-# With --prevalence the corrected probability is decided at 0.5: the fewest-errors rule.
-PREVALENCE_THRESHOLD = 0.5
+from training.scoring.prevalence import PREVALENCE_THRESHOLD, prior_shift
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from contextlib import nullcontext, suppress
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -61,6 +61,8 @@ def _outputs(
     return prob, viral, review, maps
 
 
+MODEL_FAILED = "cannot score image: "  # error prefix of an image the model failed on alone
+
 Outputs = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]
 
 
@@ -72,17 +74,24 @@ def _guarded_outputs(
     errors: dict[int, str],
 ) -> tuple[list[int], Outputs]:
     """(the positions answered, _outputs on them). When the batch fails, each image is scored
-    alone: one that fails on its own gets an error (by position) and the rest are answered."""
-    with suppress(Exception):
+    alone: one that fails on its own gets an error (by position) and the rest are answered;
+    when every image fails alone too, the batch's exception is raised."""
+    try:
         return positions, _outputs(bundle, images, explain)
-    kept, parts = [], []
+    except Exception as exc:
+        failure = exc
+    kept, parts, failed = [], [], {}
     for i, position in enumerate(positions):
         try:
             parts.append(_outputs(bundle, images[i : i + 1], explain))
         except Exception as exc:
-            errors[position] = f"cannot score image: {type(exc).__name__}: {first_line(exc)}"
+            failed[position] = f"{MODEL_FAILED}{type(exc).__name__}: {first_line(exc)}"
             continue
         kept.append(position)
+    if positions and not kept:
+        # The model fails on every image: the chunk fails (retried, then recorded as lost).
+        raise failure
+    errors.update(failed)
     return kept, _concat(parts, explain)
 
 

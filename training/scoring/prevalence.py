@@ -13,6 +13,9 @@ import torch
 
 from training.fitting.logistic import logit
 
+# With --prevalence the corrected probability is decided at 0.5: the fewest-errors rule.
+PREVALENCE_THRESHOLD = 0.5
+
 
 class PrevalenceError(ValueError):
     user_error = True  # the CLI prints str(exc) as one line, no traceback

@@ -3,6 +3,7 @@ answered."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from PIL import Image
 
@@ -34,3 +35,14 @@ def test_an_image_the_model_fails_on_is_its_own_error_row(tmp_path) -> None:
     scored = score_files_multi([bundle], paths)
     assert scored.errors == {1: "cannot score image: RuntimeError: cannot run this image"}
     assert torch.isnan(scored.probs[0, 1]) and torch.isfinite(scored.probs[0, [0, 2, 3]]).all()
+
+
+def test_a_model_that_fails_on_every_image_fails_the_chunk(tmp_path) -> None:
+    """Not one error row per image: the chunk fails, so it is retried and then recorded lost."""
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"{i}.png")
+        Image.new("L", (16, 16), 250).save(paths[-1])
+    bundle = ModelBundle(_FailsOnBright(), "cnn", 16, Normalizer())
+    with pytest.raises(RuntimeError, match="cannot run this image"):
+        score_files_multi([bundle], paths)
