@@ -152,3 +152,22 @@ def report_row_with_scored_set(val_f1: float, scored_f1: float) -> dict[str, Any
     with session_scope() as s:
         (row,) = models_report(s)
     return row
+
+
+def random_batch(n: int, size: int, seed: int = 0) -> Any:
+    """A seeded uint8 (n, 3, size, size) batch of noise."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=gen)
+
+
+def served_model(arch: str, size: int, kind_head: str = "none") -> Any:
+    """A seeded, freshly initialised model in eval mode and NHWC, as a worker serves it."""
+    import torch
+
+    from training.models.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model(arch, img_size=size, kind_head=kind_head).eval()
+    return model.to(memory_format=torch.channels_last)

@@ -1,13 +1,10 @@
-"""Shared by the heatmap tests: random uint8 batches, models as a worker serves them, and one
-torch thread."""
+"""The heatmap tests run on one torch thread (their random batches and served models come from
+tests.helpers)."""
 
 from collections.abc import Iterator
 
 import pytest
 import torch
-from torch import nn
-
-from training.models.registry import create_model
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -18,14 +15,3 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def random_batch(n: int, size: int, seed: int = 0) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=gen)
-
-
-def served_model(arch: str, size: int, kind_head: str = "none") -> nn.Module:
-    torch.manual_seed(0)
-    model = create_model(arch, img_size=size, kind_head=kind_head).eval()
-    return model.to(memory_format=torch.channels_last)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.training.explain.conftest import random_batch, served_model
+from tests.helpers import random_batch, served_model
 from training.data.preprocess import Normalizer
 from training.explain.faithfulness import (
     average_ranks,

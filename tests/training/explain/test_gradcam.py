@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.training.explain.conftest import random_batch, served_model
+from tests.helpers import random_batch, served_model
 from training.data.preprocess import Normalizer
 from training.explain.gradcam import INPUT, TARGET_LAYERS, combine_maps, explain_batch
 from training.models.registry import create_model, list_models
