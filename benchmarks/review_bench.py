@@ -59,8 +59,8 @@ def tuning_split(scorer: ScorerRef) -> tuple[list[str], torch.Tensor]:
     its stored config and data folder."""
     from db.schema import Model
     from training.data.data_files import find_splits
-    from training.data.splits import three_way_split
     from training.fitting.config import TrainConfig
+    from training.fitting.split_policy import three_way_split
 
     with session_scope() as s:
         model = s.get(Model, scorer.model_ids[0])

@@ -18,7 +18,6 @@ import torch
 from db.lookups import resolve_model
 from db.session import session_scope
 from training.data.data_files import LabeledImage, find_splits, pneumonia_kind
-from training.data.splits import choose_validation
 from training.evaluation.error_analysis import (
     calibration_table,
     errors_by_group,
@@ -26,6 +25,7 @@ from training.evaluation.error_analysis import (
     quartile_groups,
 )
 from training.fitting.config import TrainConfig
+from training.fitting.split_policy import choose_validation
 from training.scoring.files import score_files_multi
 from training.scoring.prevalence import prior_shift
 from worker.model_cache import load_bundle

@@ -17,8 +17,8 @@ from db.scoring import ScorerRef, ensemble_ref
 from db.session import session_scope
 from db.store import save_ensemble, save_ensemble_fit, save_evaluation
 from training.data.data_files import LabeledImage, find_splits
-from training.data.splits import choose_validation
 from training.fitting.config import TrainConfig
+from training.fitting.split_policy import choose_validation
 from training.scoring.ensemble_eval import (
     Members,
     cross_fitted_scores,

@@ -1,9 +1,8 @@
-"""Patient-level, class-stratified splits, and the policy that turns a dataset's folders into
-the training, tuning and validation parts of a run.
+"""Patient-level, class-stratified splits (training.fitting.split_policy decides which a run
+takes).
 
-from training.data.splits import patient_split, three_way_split
+from training.data.splits import patient_split
 train, val = patient_split(items, val_fraction=0.2, seed=0)
-train, tune, val, how = three_way_split(find_splits(root), config)
 
 Every image of a patient lands on the same side, so a validation score never rewards a model for
 recognising a child it has already seen. Within each class, patients are shuffled with the seed and
@@ -16,12 +15,6 @@ import random
 from collections import defaultdict
 
 from training.data.data_files import LabeledImage
-from training.fitting.config import TrainConfig
-from training.fitting.errors import TrainingDataError
-
-# A val/ folder is used as given only when it can measure both classes; the official
-# Kaggle val/ holds 16 images, too few, so a patient split of train/ is used instead.
-MIN_VAL_PER_CLASS = 50
 
 
 def patient_split(
@@ -54,43 +47,3 @@ def patient_split(
     train = [i for i in items if i.patient not in val_patients]
     val = [i for i in items if i.patient in val_patients]
     return train, val
-
-
-def _cap(items: list[LabeledImage], per_class: int, seed: int) -> list[LabeledImage]:
-    if per_class <= 0:
-        return items
-    rng = random.Random(seed)
-    kept: list[LabeledImage] = []
-    for label in (0, 1):
-        members = [i for i in items if i.label == label]
-        kept += sorted(rng.sample(members, min(per_class, len(members))), key=lambda i: i.path)
-    return kept
-
-
-def choose_validation(
-    splits: dict[str, list[LabeledImage]], config: TrainConfig
-) -> tuple[list[LabeledImage], list[LabeledImage], str]:
-    """(train, val, how) — the val/ folder when big enough, else a patient split of train."""
-    train = _cap(splits["train"], config.max_images_per_class, config.seed)
-    val = splits.get("val", [])
-    if all(sum(i.label == c for i in val) >= MIN_VAL_PER_CLASS for c in (0, 1)):
-        return train, val, "val folder"
-    train, val = patient_split(train, config.val_fraction, config.seed)
-    for name, part in (("training", train), ("validation", val)):
-        if {i.label for i in part} != {0, 1}:
-            raise TrainingDataError(
-                f"the {name} part has only one class; add images of both classes"
-            )
-    how = f"patient split of train, fraction {config.val_fraction}, seed {config.seed}"
-    return train, val, how
-
-
-def three_way_split(
-    splits: dict[str, list[LabeledImage]], config: TrainConfig
-) -> tuple[list[LabeledImage], list[LabeledImage], list[LabeledImage], str]:
-    """(train, tune, val, how): validation first, then a tuning split out of train, by patient."""
-    train, val, how = choose_validation(splits, config)
-    tune: list[LabeledImage] = []
-    if config.tune_fraction > 0:
-        train, tune = patient_split(train, config.tune_fraction, config.seed + 1)
-    return train, tune, val, how

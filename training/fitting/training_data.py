@@ -17,8 +17,8 @@ import torch
 
 from training.data.data_files import LabeledImage, find_splits, fingerprint, kind_code
 from training.data.preprocess import decode_many
-from training.data.splits import three_way_split
 from training.fitting.config import TrainConfig
+from training.fitting.split_policy import three_way_split
 
 
 @dataclass

@@ -1,11 +1,9 @@
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from training.data.data_files import LabeledImage, find_splits
-from training.data.splits import choose_validation, patient_split, three_way_split
-from training.fitting.config import make_config
+from training.data.splits import patient_split
 
 
 def _items() -> list[LabeledImage]:
@@ -48,15 +46,3 @@ def test_real_dataset_split_keeps_patients_apart(shared_data) -> None:
     train, val = patient_split(train_items, 0.2, seed=0)
     assert not {i.patient for i in train} & {i.patient for i in val}
     assert len(train) + len(val) == len(train_items) == 5216
-
-
-def test_train_tune_and_validation_share_no_patient(shared_data: Path) -> None:
-    splits = find_splits(shared_data / "chest_xray")
-    train, tune, val, _ = three_way_split(splits, make_config("cnn", preset="tuned"))
-    assert len(tune) > 400
-    parts = [{i.patient for i in part} for part in (train, tune, val)]
-    assert not parts[0] & parts[1] and not parts[0] & parts[2] and not parts[1] & parts[2]
-    assert sum(len(p) for p in (train, tune, val)) == 5216
-    # The seed preset's validation split is the same images: presets compare on equal terms.
-    _, seed_val, _ = choose_validation(splits, make_config("cnn"))
-    assert {i.path for i in seed_val} == {i.path for i in val}

@@ -34,7 +34,7 @@ def test_sensitivity_threshold_keeps_the_target_share_of_positives() -> None:
 
 def test_sensitivity_threshold_rule_is_fitted_on_the_tuning_split(tmp_path: Path) -> None:
     from training.data.data_files import find_splits
-    from training.data.splits import three_way_split
+    from training.fitting.split_policy import three_way_split
     from training.fitting.thresholds import sensitivity_threshold
     from training.fitting.training_data import DecodedSplit
     from training.scoring.inference import predict_proba
