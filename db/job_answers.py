@@ -16,10 +16,7 @@ from db.schema import Ensemble, Heatmap, Job, Model, Prediction, scorer_key
 
 def answering_scorer(job: Job) -> str:
     """The scorer whose rows are a scoring job's answer: its ensemble, else its model."""
-    ensemble_id = job.params.get("ensemble_id")
-    if ensemble_id is not None:
-        return scorer_key(ensemble_id=ensemble_id)
-    return scorer_key(job.model_id)
+    return scorer_key(job.model_id, job.params.get("ensemble_id"))
 
 
 def answer_rows(session: Session, job: Job) -> tuple[list[Prediction], dict[str, Heatmap]]:

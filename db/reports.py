@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from db.columns import IDENTITY_COLUMNS, KIND_COLUMNS, REVIEW_COLUMNS, SCORE_COLUMNS
 from db.job_answers import answering_scorer, prediction_counts, review_summary
 from db.lookups import latest_evaluation, resolve_job
-from db.schema import Ensemble, Evaluation, Heatmap, Job, Model, Prediction
+from db.schema import Ensemble, Evaluation, Heatmap, Job, Model, Prediction, scorer_key
 from db.store import NotFoundError
 
 
@@ -69,7 +69,7 @@ def evaluation_row(e: Evaluation) -> dict[str, Any]:
         "split": e.split,
         "dataset": e.dataset,
         "job_id": e.job_id,
-        "scorer": f"ensemble:{e.ensemble_id}" if e.ensemble_id else f"model:{e.model_id}",
+        "scorer": scorer_key(e.model_id, e.ensemble_id),
         **_scores(e),
     }
 

@@ -35,9 +35,7 @@ class ScorerRef:
     @property
     def key(self) -> str:
         """The scorer whose rows count as the job's answer (and its progress)."""
-        if self.ensemble_id is not None:
-            return scorer_key(ensemble_id=self.ensemble_id)
-        return scorer_key(self.model_ids[0])
+        return scorer_key(self.model_ids[0], self.ensemble_id)
 
     @property
     def member_keys(self) -> list[str]:

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from training.data.bitdepth import to_8bit
 from training.data.crop import Box, central_box
-from training.data.dicom import DicomError, open_image
+from training.data.dicom import DicomError, first_line, open_image
 
 # The hottest region is found on a working grid of about this many pixels a side, not on the
 # full-resolution upsampled map: a 6-megapixel X-ray would otherwise need a flood fill over
@@ -145,7 +145,7 @@ def render_overlay(
     try:
         img.save(out_path, format="PNG")
     except OSError as exc:
-        raise HeatmapImageError(f"cannot write {os.fspath(out_path)}: {_first_line(exc)}") from None
+        raise HeatmapImageError(f"cannot write {os.fspath(out_path)}: {first_line(exc)}") from None
     return box
 
 
@@ -248,7 +248,7 @@ def _opened(image_path: str | os.PathLike) -> Iterator[Image.Image]:
         ) from None
     except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise HeatmapImageError(
-            f"cannot decode image {os.fspath(image_path)}: {_first_line(exc)}"
+            f"cannot decode image {os.fspath(image_path)}: {first_line(exc)}"
         ) from None
 
 
@@ -273,8 +273,3 @@ def _inclusive(box: Box) -> tuple[int, int, int, int]:
     """PIL's rectangle takes the last pixel inclusive; ours are exclusive."""
     left, top, right, bottom = box
     return left, top, max(left, right - 1), max(top, bottom - 1)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc)
-    return text.splitlines()[0] if text else type(exc).__name__
