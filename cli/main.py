@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from cli.calibrate_cmd import calibrate
 from cli.cancel_cmd import cancel
 from cli.db_cmd import db
 from cli.ensemble_cmd import ensemble
@@ -46,7 +47,7 @@ def cli() -> None:
 # helpers, so the group cannot import it back).
 for subcommand in (report_html, report_heatmap):
     report.add_command(subcommand)
-for command in (train, score, evaluate, ensemble, report, status, cancel, worker, db):
+for command in (train, score, evaluate, calibrate, ensemble, report, status, cancel, worker, db):
     cli.add_command(command)
 
 

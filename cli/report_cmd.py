@@ -45,7 +45,7 @@ EVAL_COLUMNS = (
     "dataset",
 )
 JOB_COLUMNS = ("id", "kind", "state", "model_id", "done", "total", "created_at", "message")
-JOB_CSV = (*JOB_COLUMNS[:-1], "finished_at", "message", "error")
+JOB_CSV = (*JOB_COLUMNS[:-1], "finished_at", "threshold", "site_profile_id", "message", "error")
 PREDICTION_COLUMNS = (
     "scorer",
     "prob_pneumonia",
@@ -82,8 +82,42 @@ PREDICTION_CSV = (
     "kind",
     "true_label",
     "error",
+    "threshold",  # the operating point that decided the label
+    "site_profile_id",
     *REVIEW_COLUMNS,
     *IDENTITY_COLUMNS,  # DICOM files: SOP Instance UID and the salted patient hash
+)
+SITE_COLUMNS = (
+    "id",
+    "site",
+    "model_id",
+    "adapted_model_id",
+    "threshold",
+    "target",
+    "sensitivity",
+    "sensitivity_low",
+    "sensitivity_high",
+    "specificity",
+    "specificity_low",
+    "specificity_high",
+    "images",
+    "patients",
+    "normal_patients",
+    "pneumonia_patients",
+    "created_at",
+)
+SITE_CSV = (
+    *SITE_COLUMNS[:-1],
+    "state",
+    "rule",
+    "raw_threshold",
+    "roc_auc",
+    "prevalence",
+    "normal_images",
+    "pneumonia_images",
+    "job_id",
+    "weights_sha256",
+    "created_at",
 )
 
 
@@ -180,7 +214,8 @@ def report_job(job_ref: str, fmt: str) -> None:
         emit(rows, fmt, (), (*JOB_CSV, "predictions", "errors"))
         return
     job = rows[0]
-    for key in (*JOB_COLUMNS, "finished_at", "predictions", "errors", "params", "error"):
+    shown = ("finished_at", "threshold", "site_profile_id", "predictions", "errors", "params")
+    for key in (*JOB_COLUMNS, *shown, "error"):
         if job.get(key) is not None:
             click.echo(f"{key:12} {job[key]}")
     if job.get("review"):
@@ -221,3 +256,21 @@ def report_predictions(job_ref: str, review: bool, fmt: str) -> None:
     with friendly_errors():
         rows = report_rows("predictions_report", job_ref, review)
         emit(rows, fmt, REVIEW_TABLE if review else PREDICTION_COLUMNS, PREDICTION_CSV)
+
+
+@report.command("sites")
+@click.option("--all", "include_replaced", is_flag=True, help="replaced profiles too")
+@format_option
+def report_sites(include_replaced: bool, fmt: str) -> None:
+    """Every site profile: its model, threshold and target, the 95% intervals of sensitivity
+    and specificity it gave on the site's images, and what it rests on (json: the whole
+    profile, with reliability, review lines and monitoring reference).
+
+    Example: cxrq report sites --format csv
+    """
+    from db.session import session_scope
+    from db.sites import sites_report
+
+    with friendly_errors(), session_scope() as s:
+        rows = sites_report(s, include_replaced)
+    emit(rows, fmt, SITE_COLUMNS, SITE_CSV)

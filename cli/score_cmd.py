@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -49,6 +50,12 @@ DEFAULT_EXPLAIN = "pneumonia"
     "means all), for the images called PNEUMONIA, or none; `cxrq report heatmap JOB PATH -o "
     "out.png` draws one",
 )
+@click.option(
+    "--site",
+    default=None,
+    help="decide with this site's profile (`cxrq calibrate`): its threshold, calibrated P and "
+    "review lines, and its adapted model when it has one",
+)
 @click.option("--wait/--no-wait", default=False, help="queued mode: follow the job to its end")
 def score(
     folder: Path,
@@ -56,6 +63,7 @@ def score(
     chunk_size: int,
     prevalence: float | None,
     explain: str,
+    site: str | None,
     wait: bool,
 ) -> None:
     """Score every .jpeg/.jpg/.png/.dcm below FOLDER (recursively) and store a row per image.
@@ -70,10 +78,35 @@ def score(
     Each row carries P(PNEUMONIA) and the label; a model with a kind head adds P(VIRAL |
     PNEUMONIA) and, for PNEUMONIA calls, the kind (BACTERIAL or VIRAL).
 
+    Without --site the threshold comes from the model's training split (the job message says
+    so); with --site the site's profile decides.
+
     Example: cxrq score ../shared/data/fullres --model googlenet --prevalence 0.4 --explain
     """
     with friendly_errors():
-        _score(folder, model_ref, chunk_size, wait, prevalence=prevalence, explain=explain)
+        if site is not None and prevalence is not None:
+            raise click.UsageError(
+                "--prevalence and --site both set the operating point; the site's profile "
+                "already holds its prevalence and threshold: drop one"
+            )
+        extra = {} if site is None else {"site_profile_id": _site_profile(site, model_ref)}
+        _score(
+            folder, model_ref, chunk_size, wait, prevalence=prevalence, explain=explain, extra=extra
+        )
+
+
+def _site_profile(site: str, model_ref: str | None) -> int:
+    """The id of the site's active profile for the model named (any model when none is)."""
+    from db.lookups import resolve_scorer
+    from db.schema import Ensemble
+    from db.session import session_scope
+    from db.sites import profile_for
+
+    with session_scope() as s:
+        model = None if model_ref is None else resolve_scorer(s, model_ref)
+        if isinstance(model, Ensemble):
+            raise click.UsageError("--site applies to single models, not ensembles")
+        return profile_for(s, site, model).id
 
 
 def _create_job(
@@ -85,17 +118,24 @@ def _create_job(
     prevalence: float | None = None,
     unreadable: list[tuple[str, str]] = (),
     explain: str = "none",
+    extra: dict | None = None,
 ) -> int:
     from worker.jobs import PrevalenceForEnsemble, ScoreParams, create_score_job
 
     params = ScoreParams(
-        str(folder), chunk_size, evaluate=evaluate, explain=explain, prevalence=prevalence
+        str(folder),
+        chunk_size,
+        evaluate=evaluate,
+        explain=explain,
+        prevalence=prevalence,
+        **(extra or {}),
     )
     try:
         job = create_score_job(params, chunks, model_ref, unreadable)
     except PrevalenceForEnsemble:
         raise click.UsageError("--prevalence applies to single models, not ensembles") from None
     click.echo(f"job {job.id}: score {job.n_images} images in {folder} with {job.scorer}")
+    click.echo(f"threshold {job.threshold:.4g} from the {job.threshold_source}")
     return job.id
 
 
@@ -107,7 +147,11 @@ def _score(
     evaluate: bool = False,
     prevalence: float | None = None,
     explain: str = "none",
+    extra: dict | None = None,
+    precheck: Callable[[list[str]], None] | None = None,
 ) -> None:
+    """Plan, create, and run or enqueue a score job; `extra` adds ScoreParams fields and
+    `precheck` refuses the planned paths before any row exists."""
     from training.data.data_files import label_from_path
     from worker import dispatch
     from worker.score_plan import plan_folder
@@ -126,11 +170,13 @@ def _score(
         raise click.ClickException(
             f"no NORMAL/ or PNEUMONIA/ folder below {folder} to score against"
         )
+    if precheck is not None:
+        precheck([p for c in chunks for p in c])
     queued = dispatch.is_queued()
     if queued:
         dispatch.check_broker()  # before any row exists: nothing half-written
     job_id = _create_job(
-        folder, model_ref, chunks, chunk_size, evaluate, prevalence, unreadable, explain
+        folder, model_ref, chunks, chunk_size, evaluate, prevalence, unreadable, explain, extra
     )
     if queued:
         enqueue(job_id, lambda: dispatch.submit(job_id, "score"))
@@ -145,6 +191,8 @@ def _score(
     if result["scores"]:
         click.echo(scores_line("scores on labelled images", result["scores"]))
     click.echo(f"rows: cxrq report predictions {job_id}")
+    if result["state"] == "failed":
+        raise SystemExit(1)
 
 
 @click.command()

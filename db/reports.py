@@ -108,6 +108,9 @@ def job_row(job: Job) -> dict[str, Any]:
         "total": job.progress_total,
         "message": job.message,
         "error": job.error,
+        # Score jobs: the threshold that decided, and the site profile it came from.
+        "threshold": job.params.get("threshold"),
+        "site_profile_id": job.params.get("site_profile_id"),
         "created_at": job.created_at.isoformat(timespec="seconds"),
         "finished_at": job.finished_at.isoformat(timespec="seconds") if job.finished_at else None,
     }
@@ -177,6 +180,8 @@ def predictions_report(
             "prob_viral": p.prob_viral,
             "kind": p.kind,
             "error": p.error,
+            "threshold": p.threshold,
+            "site_profile_id": p.site_profile_id,
             **{column: getattr(p, column) for column in (*REVIEW_COLUMNS, *IDENTITY_COLUMNS)},
         }
         for p, name in rows

@@ -69,6 +69,12 @@ class Model(Base):
     train_seconds: Mapped[float] = mapped_column(Float)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # A model fine-tuned on one site's images (`cxrq calibrate --adapt`): its parent and the site.
+    # It is served only through that site's profile, never by arch, name or as a default.
+    # No FK (like Job.model_id): adding one would make SQLite rebuild the table, and dropping
+    # the old one cascades into every prediction.
+    parent_id: Mapped[int | None] = mapped_column(Integer)
+    site: Mapped[str | None] = mapped_column(String(128))
 
 
 class Ensemble(Base):
@@ -158,6 +164,36 @@ class Prediction(Base):
     # DICOM inputs only (training.data.dicom_identity): never a patient's ID, name or birth date.
     sop_instance_uid: Mapped[str | None] = mapped_column(String(64))
     patient_hash: Mapped[str | None] = mapped_column(String(32))  # keyed by CXRQ_PATIENT_SALT
+    # The operating point that decided `label`: the threshold on `prob`, and the site profile
+    # whose threshold and calibration it was (None: the model's own, from its training split).
+    threshold: Mapped[float | None] = mapped_column(Float)
+    site_profile_id: Mapped[int | None] = mapped_column(Integer)  # no FK: see Model.parent_id
+
+
+class SiteProfile(Base):
+    """A model's operating point at one site, fitted on that site's labelled images
+    (`cxrq calibrate`): the threshold, the recalibration of P, the review lines, the prevalence,
+    the kind threshold and the reference monitoring compares against (all in `profile`)."""
+
+    __tablename__ = "site_profiles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site: Mapped[str] = mapped_column(String(128), index=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    # The profile holds only for these weights: scoring with another model is refused.
+    weights_sha256: Mapped[str] = mapped_column(String(64))
+    # --adapt: the model fine-tuned on the site's images that scores under this profile.
+    adapted_model_id: Mapped[int | None] = mapped_column(
+        ForeignKey("models.id", ondelete="SET NULL")
+    )
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    state: Mapped[str] = mapped_column(String(16), default="active")  # active | replaced
+    rule: Mapped[str] = mapped_column(String(16))  # sensitivity | balanced
+    target_sensitivity: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)  # on the site-calibrated P
+    profile: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    replaced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Heatmap(Base):

@@ -16,7 +16,16 @@ from sqlalchemy.orm import Session
 
 from db import work
 from db.columns import IDENTITY_COLUMNS, REVIEW_COLUMNS
-from db.schema import FINAL_STATES, Ensemble, Job, Model, Prediction, scorer_key, utcnow
+from db.schema import (
+    FINAL_STATES,
+    Ensemble,
+    Job,
+    Model,
+    Prediction,
+    SiteProfile,
+    scorer_key,
+    utcnow,
+)
 from db.store import upsert_heatmaps, upsert_predictions
 
 
@@ -31,6 +40,8 @@ class ScorerRef:
     bias: float = 0.0
     threshold: float = 0.5
     prevalence: float | None = None  # single models: restate P for it, decide at 0.5
+    site_profile_id: int | None = None  # single models: decide with this site profile
+    site_profile: dict[str, Any] | None = None  # its `profile` JSON
 
     @property
     def key(self) -> str:
@@ -61,9 +72,16 @@ def ensemble_ref(ensemble: Ensemble) -> ScorerRef:
 def scorer_ref(session: Session, job: Job) -> ScorerRef:
     """The job's scorer, read once: its model, or its ensemble's row."""
     ensemble_id = job.params.get("ensemble_id")
-    if ensemble_id is None:
-        return ScorerRef(model_ids=[job.model_id], prevalence=job.params.get("prevalence"))
-    return ensemble_ref(session.get(Ensemble, ensemble_id))
+    if ensemble_id is not None:
+        return ensemble_ref(session.get(Ensemble, ensemble_id))
+    site_id = job.params.get("site_profile_id")
+    site = session.get(SiteProfile, site_id) if site_id is not None else None
+    return ScorerRef(
+        model_ids=[job.model_id],
+        prevalence=job.params.get("prevalence"),
+        site_profile_id=site_id,
+        site_profile=None if site is None else site.profile,
+    )
 
 
 def scorer_ids(key: str) -> dict[str, int | None]:
@@ -78,7 +96,7 @@ def scorer_ids(key: str) -> dict[str, int | None]:
 
 # Review and identity columns are absent from answers that have none; a batch of rows must
 # name the same columns, so they are stored empty.
-_OPTIONAL = dict.fromkeys((*REVIEW_COLUMNS, *IDENTITY_COLUMNS))
+_OPTIONAL = dict.fromkeys((*REVIEW_COLUMNS, *IDENTITY_COLUMNS, "threshold", "site_profile_id"))
 
 
 def _rows(job_id: int, answers: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

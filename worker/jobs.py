@@ -15,14 +15,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from db.lookups import resolve_scorer
-from db.schema import Ensemble, Job, Model
+from db.schema import Ensemble, Job, Model, SiteProfile
 from db.scoring import ScorerRef, ensemble_ref, store_answers
 from db.session import session_scope
+from db.sites import SiteError, scoring_model_id
 from db.store import create_job
 from db.work import create_units
 from training.fitting.config import TrainConfig
-from training.scoring.answers import FOLDER_UNREADABLE, failed_answers
+from training.scoring.answers import FOLDER_UNREADABLE, PREVALENCE_THRESHOLD, failed_answers
 
 
 class PrevalenceForEnsemble(ValueError):
@@ -39,6 +42,11 @@ class ScoreParams:
     explain: str = "none"  # heatmaps of: none, pneumonia (the PNEUMONIA calls) or all
     prevalence: float | None = None  # single models: restate P for it and decide at 0.5
     ensemble_id: int | None = None  # None: the job's model_id scores it
+    site_profile_id: int | None = None  # single models: decide with this site's profile
+    # What decides the calls: the threshold on the stored P, and where it comes from.
+    threshold: float | None = None
+    threshold_source: str | None = None
+    calibrate: dict[str, Any] | None = None  # a calibration job: the profile to fit (settle)
 
     def to_json(self) -> dict[str, Any]:
         """The stored form: optional keys appear only when set, in the order rows have them."""
@@ -53,6 +61,8 @@ class ScoreParams:
             params["ensemble_id"] = self.ensemble_id
         if self.prevalence is not None:
             params["prevalence"] = self.prevalence
+        optional = ("site_profile_id", "threshold", "threshold_source", "calibrate")
+        params |= {k: getattr(self, k) for k in optional if getattr(self, k) is not None}
         return params
 
     @classmethod
@@ -65,6 +75,10 @@ class ScoreParams:
             explain=p.get("explain", "none"),
             prevalence=p.get("prevalence"),
             ensemble_id=p.get("ensemble_id"),
+            site_profile_id=p.get("site_profile_id"),
+            threshold=p.get("threshold"),
+            threshold_source=p.get("threshold_source"),
+            calibrate=p.get("calibrate"),
         )
 
 
@@ -94,14 +108,50 @@ class NewJob:
     unit_ids: list[int]
     n_images: int = 0
     scorer: str = ""
+    threshold: float = 0.5
+    threshold_source: str = ""
 
 
-def _described(scorer: Model | Ensemble, prevalence: float | None) -> str:
+def _described(scorer: Model | Ensemble, params: ScoreParams) -> str:
     if isinstance(scorer, Model):
         text = f"model {scorer.id} ({scorer.name}, {scorer.arch})"
     else:
         text = f"ensemble {scorer.id} ({scorer.name}, {scorer.method})"
-    return text if prevalence is None else f"{text} at prevalence {prevalence:g}"
+    if params.prevalence is not None:
+        return f"{text} at prevalence {params.prevalence:g}"
+    if params.site_profile_id is not None:
+        return f"{text} under site profile {params.site_profile_id}"
+    return text
+
+
+def _operating_point(s: Session, found: Model | Ensemble, params: ScoreParams) -> ScoreParams:
+    """The threshold that will decide, and where it comes from, kept on the job."""
+    if isinstance(found, Ensemble):
+        return replace(params, threshold=found.threshold, threshold_source="ensemble")
+    if params.prevalence is not None:
+        source = f"prevalence {params.prevalence:g}"
+        return replace(params, threshold=PREVALENCE_THRESHOLD, threshold_source=source)
+    if params.site_profile_id is not None:
+        profile = s.get(SiteProfile, params.site_profile_id)
+        source = f"site {profile.site} (profile {profile.id})"
+        return replace(params, threshold=profile.threshold, threshold_source=source)
+    n_tune = found.data.get("n_tune")
+    rests_on = f", {n_tune} images" if n_tune else ""
+    source = f"training split (tuning images{rests_on})"
+    return replace(params, threshold=found.threshold, threshold_source=source)
+
+
+def _scorer_of(s: Session, params: ScoreParams, scorer: str | None) -> Model | Ensemble:
+    """Who scores: the site profile's model (its adapted model when it names one), else the
+    reference resolved; an adapted model only ever through its site."""
+    if params.site_profile_id is not None:
+        return s.get(Model, scoring_model_id(s.get(SiteProfile, params.site_profile_id)))
+    found = resolve_scorer(s, scorer)
+    if isinstance(found, Model) and found.site is not None:
+        raise SiteError(
+            f"model {found.id} is adapted to site {found.site}; score with --site {found.site}"
+        )
+    return found
 
 
 def _answering(scorer: Model | Ensemble) -> list[str]:
@@ -125,11 +175,12 @@ def create_score_job(
     """
     n_images = sum(len(c) for c in chunks)
     with session_scope() as s:
-        found = resolve_scorer(s, scorer)
+        found = _scorer_of(s, params, scorer)
         if isinstance(found, Ensemble):
             if params.prevalence is not None:
                 raise PrevalenceForEnsemble("prevalence applies to single models, not ensembles")
             params = replace(params, ensemble_id=found.id)
+        params = _operating_point(s, found, params)
         job = create_job(s, "score", params.to_json())
         # An unreadable folder is one row (and one unit of progress) standing for its images.
         job.model_id = found.id if isinstance(found, Model) else None
@@ -142,7 +193,9 @@ def create_score_job(
             for answer in failed_answers(keys, [path], [None], FOLDER_UNREADABLE + reason)
         ]
         store_answers(s, job.id, answers, overwrite=False)
-        return NewJob(job.id, unit_ids, n_images, _described(found, params.prevalence))
+        described = _described(found, params)
+        point = (params.threshold, params.threshold_source)
+        return NewJob(job.id, unit_ids, n_images, described, *point)
 
 
 def create_train_job(params: TrainParams) -> NewJob:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from db.scoring import ScorerRef
 from training.scoring.chunk import Scorer
+from training.scoring.site import SiteOperatingPoint
 from worker.model_cache import load_bundle
 
 
@@ -18,4 +19,7 @@ def serving_scorer(ref: ScorerRef) -> Scorer:
         bias=ref.bias,
         threshold=ref.threshold,
         prevalence=ref.prevalence,
+        site=None
+        if ref.site_profile is None
+        else SiteOperatingPoint.from_profile(ref.site_profile_id, ref.site_profile),
     )

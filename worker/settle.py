@@ -34,6 +34,7 @@ from training.scoring.ensemble import ensemble_kind_threshold
 from training.scoring.files import MODEL_FAILED
 from training.scoring.prevalence import PREVALENCE_THRESHOLD
 from worker.jobs import ScoreParams
+from worker.site_calibration import calibrate, calibration_of
 
 PARTIAL_BECAUSE = {
     "lost": "{} not scored (chunk failed)",
@@ -65,6 +66,10 @@ def settle(job_id: int) -> dict[str, Any] | None:
                 return {"state": "cancelled", "message": message, "scores": None}
             return None
         state, summary, scores = _summarise(s, job, ref)
+        if calibration_of(job) is not None and state != "failed":
+            fitted_state, line = calibrate(s, job, ref)
+            summary = f"{summary}; {line}"
+            state = "failed" if fitted_state == "failed" else state
         if not close_job(s, job_id, state, summary, done):
             s.rollback()  # another worker closed it first; drop our duplicate evaluation
             return None
@@ -85,6 +90,9 @@ def _summarise(s: Session, job: Job, ref: ScorerRef) -> tuple[str, str, dict[str
     if scores:
         summary += f"; F1 {scores['f1']:.3f} on {scores['n']} labelled"
     summary += _review_summary(s, job)
+    params = ScoreParams.from_job(job)
+    if params.threshold is not None:
+        summary += f"; threshold {params.threshold:.4g} from the {params.threshold_source}"
     why = [text.format(counts[key]) for key, text in PARTIAL_BECAUSE.items() if counts[key]]
     return ("partial" if why else "succeeded"), "; ".join([summary, *why]), scores
 
@@ -117,6 +125,8 @@ def _evaluate(
     pred = [CLASSES_BY_INDEX.index(r.label) for r in rows]
     if ref.prevalence is not None:
         threshold = PREVALENCE_THRESHOLD
+    elif ref.site_profile is not None and "model_id" in ids:
+        threshold = ref.site_profile["threshold"]
     elif "model_id" in ids:
         threshold = model_threshold(s, ids["model_id"])
     else:
@@ -140,7 +150,8 @@ def _kind_scores(s: Session, rows: list, ref: ScorerRef, ids: dict[str, int]) ->
         cut = ensemble_kind_threshold(kind_thresholds(s, ref.model_ids), ref.weights)
     else:
         cut = kind_thresholds(s, [ids["model_id"]])[0]
-        cut = 0.5 if cut is None else cut
+        site_cut = (ref.site_profile or {}).get("kind_threshold")
+        cut = 0.5 if cut is None else (cut if site_cut is None else site_cut)
     return kind_scores([k for k, _ in known], [p for _, p in known], cut)
 
 

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 NOT_A_NUMBER = "model output is not a number"
 NOT_SCORED = "not scored: "  # error prefix of answers whose chunk failed for good
 FOLDER_UNREADABLE = "folder not readable: "  # error prefix of an answer standing for a folder
+# With --prevalence the corrected probability is decided at 0.5: the fewest-errors rule
+# (training.scoring.prevalence). Here, so a job records it without importing torch.
+PREVALENCE_THRESHOLD = 0.5
 
 
 def answer(
@@ -47,6 +50,7 @@ def answer(
         "error": error,
         "prob_viral": prob_viral,
         "kind": kind,
+        "threshold": None if prob is None else threshold,
     }
 
 
@@ -92,6 +96,8 @@ def prediction_answers(
             prob, error = _checked(float(scores.probs[m, pos]), scores.errors.get(pos))
             viral = (float(scores.viral[m, pos]), scores.kind_thresholds[m] or 0.5)
             row = answer(key, path, prob, scores.thresholds[m], truth[pos], error, viral)
+            if scorer.site is not None:
+                row["site_profile_id"] = scorer.site.profile_id
             rows.append(row | _review_fields(scores, key, index.get(pos)))
         if scores.combined is not None:
             prob, error = _checked(float(scores.combined[pos]), scores.errors.get(pos))

@@ -24,6 +24,7 @@ from training.scoring.answers import add_identities, heatmap_answers, prediction
 from training.scoring.ensemble import combine, combine_viral
 from training.scoring.files import score_files_multi
 from training.scoring.prevalence import PREVALENCE_THRESHOLD, prior_shift
+from training.scoring.site import SiteOperatingPoint
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Scorer:
     bias: float = 0.0
     threshold: float = 0.5  # the ensemble's
     prevalence: float | None = None  # single models: restate P for it, decide at 0.5
+    site: SiteOperatingPoint | None = None  # single models: decide with a site's profile
 
     @property
     def key(self) -> str:
@@ -109,6 +111,11 @@ def chunk_scores(scorer: Scorer, paths: list[str], explain: bool = False) -> Chu
         probs[0] = prior_shift(probs[0], bundles[0].train_prior, scorer.prevalence)
         thresholds = [PREVALENCE_THRESHOLD]
     kind_cuts = [None if b.kind_head == "none" else b.kind_threshold for b in bundles]
+    if scorer.site is not None:
+        probs[0] = scorer.site.calibrated(probs[0])
+        thresholds = [scorer.site.threshold]
+        if kind_cuts[0] is not None and scorer.site.kind_threshold is not None:
+            kind_cuts[0] = scorer.site.kind_threshold
     scores = ChunkScores(probs, scored.viral, scored.errors, thresholds, kind_cuts)
     scores.headers = scored.headers
     if explain:
@@ -131,12 +138,13 @@ def _review(scores: ChunkScores, scorer: Scorer, raw: torch.Tensor, review: torc
     for m, bundle in enumerate(scorer.bundles):
         if bundle.review is None:
             continue
-        verdict = member_verdict(
-            bundle.review, review[m, read], raw[m, read], called[m], scorer.prevalence
-        )
+        stats, inputs = bundle.review, review[m, read]
+        if scorer.site is not None:
+            stats, inputs = scorer.site.review_stats(stats), scorer.site.input_scores(inputs)
+        verdict = member_verdict(stats, inputs, raw[m, read], called[m], scorer.prevalence)
         scores.verdicts[scorer.keys[m]] = verdict
         members.append(verdict)
-        lines.append(bundle.review.confidence_line)
+        lines.append(stats.confidence_line)
         weights.append(scorer.weights[m] if scorer.weights else 1.0)
         member_called.append(called[m])
     if scores.combined is not None and members:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 
 from training.fitting.logistic import logit
+from training.scoring.answers import PREVALENCE_THRESHOLD
 
-# With --prevalence the corrected probability is decided at 0.5: the fewest-errors rule.
-PREVALENCE_THRESHOLD = 0.5
+__all__ = ["PREVALENCE_THRESHOLD", "PrevalenceError", "prior_shift"]
 
 
 class PrevalenceError(ValueError):

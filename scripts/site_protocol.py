@@ -1,0 +1,148 @@
+"""The site-calibration protocol: a labelled folder (test/ by default) plays a new hospital.
+It is split by patient into two halves; `cxrq calibrate` fits a site profile on one half, the
+other half is scored with `--site` (and without, for the model's own operating point), then the
+halves swap. Nothing is ever reported on the images it was fitted on.
+
+    CXRQ_DATABASE_URL=sqlite:///results.db python scripts/site_protocol.py MODEL \
+        [--data ../shared/data/chest_xray/test] [--target 0.95] [--split-seed 0] [--adapt]
+
+Prints one row per (fitted on, reported on) and their mean: the site threshold, sensitivity
+(and whether it lies inside the interval the profile stated), specificity, accuracy, AUC, the
+largest reliability gap over tenths of P holding >= 20 images, and the same figures at the
+model's own threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from sqlalchemy import select
+
+from db.schema import Job, Prediction, SiteProfile
+from db.session import session_scope
+from training.data.data_files import CLASSES, find_splits
+from training.data.splits import patient_split
+from training.evaluation.metrics import binary_scores
+
+MIN_BIN = 20  # tenths of P with fewer images are not judged for reliability
+
+
+def _halves(data: Path, root: Path, seed: int) -> tuple[Path, Path]:
+    """Two folders of links to `data`'s images, split by patient (stratified by class)."""
+    items = [i for split in find_splits(data.parent).values() for i in split]
+    items = [i for i in items if Path(i.path).resolve().is_relative_to(data.resolve())]
+    a, b = patient_split(items, val_fraction=0.5, seed=seed)
+    for name, half in (("half-a", a), ("half-b", b)):
+        for item in half:
+            link = root / name / CLASSES[item.label] / Path(item.path).name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(Path(item.path).resolve())
+    return root / "half-a", root / "half-b"
+
+
+def _cxrq(*args: str) -> None:
+    done = subprocess.run(["cxrq", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"cxrq {' '.join(args)} failed: {done.stderr.strip() or done.stdout.strip()}")
+
+
+def _latest_job() -> int:
+    with session_scope() as s:
+        return s.scalars(select(Job.id).order_by(Job.id.desc())).first()
+
+
+def _rows(job_id: int) -> tuple[list[int], list[float], list[int]]:
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        key = f"model:{job.model_id}"
+        rows = s.execute(
+            select(Prediction.true_label, Prediction.prob, Prediction.label).where(
+                Prediction.job_id == job_id,
+                Prediction.scorer == key,
+                Prediction.error.is_(None),
+            )
+        ).all()
+    y = [CLASSES.index(r.true_label) for r in rows]
+    return y, [r.prob for r in rows], [CLASSES.index(r.label) for r in rows]
+
+
+def _reliability_gap(y: list[int], p: list[float]) -> float:
+    worst = 0.0
+    for b in range(10):
+        mine = [(t, q) for t, q in zip(y, p, strict=True) if min(int(q * 10), 9) == b]
+        if len(mine) >= MIN_BIN:
+            gap = abs(sum(q for _, q in mine) / len(mine) - sum(t for t, _ in mine) / len(mine))
+            worst = max(worst, gap)
+    return worst
+
+
+def _figures(job_id: int) -> dict[str, float]:
+    y, p, pred = _rows(job_id)
+    with session_scope() as s:
+        threshold = s.get(Job, job_id).params.get("threshold", 0.5)
+    scores = binary_scores(y, p, threshold, pred=pred)
+    scores["reliability_gap"] = _reliability_gap(y, p)
+    return scores
+
+
+def _one_way(model: str, fit: Path, report: Path, target: float, adapt: bool) -> dict:
+    site = f"protocol-{fit.name}"
+    flags = ["--adapt"] if adapt else []
+    _cxrq("calibrate", model, "--data", str(fit), "--site", site, "--replace",
+          "--target-sensitivity", str(target), *flags)  # fmt: skip
+    with session_scope() as s:
+        profile = s.scalars(
+            select(SiteProfile).where(SiteProfile.site == site, SiteProfile.state == "active")
+        ).first()
+        stated = profile.profile["figures"]["sensitivity_interval"]
+        model_id = str(profile.model_id)
+    _cxrq("score", str(report), "--site", site, "--model", model_id, "--explain", "none")
+    with_site = _figures(_latest_job())
+    _cxrq("score", str(report), "--model", model_id, "--explain", "none")
+    own = _figures(_latest_job())
+    inside = stated[0] <= with_site["sensitivity"] <= stated[1]
+    return {"fit": fit.name, "report": report.name, "site": with_site, "own": own,
+            "stated": stated, "inside": inside}  # fmt: skip
+
+
+def _print(results: list[dict]) -> None:
+    cols = ("threshold", "sensitivity", "specificity", "accuracy", "roc_auc", "reliability_gap")
+    print("| fitted on | reported on | decided by | " + " | ".join(cols) + " | sens. in stated |")
+    print("|" + " --- |" * (len(cols) + 4))
+    for r in results:
+        for who in ("site", "own"):
+            vals = " | ".join(f"{r[who][c]:.3f}" for c in cols)
+            stated = f"{r['inside']} [{r['stated'][0]:.3f}, {r['stated'][1]:.3f}]"
+            tail = stated if who == "site" else ""
+            print(f"| {r['fit']} | {r['report']} | {who} | {vals} | {tail} |")
+    for who in ("site", "own"):
+        mean = " | ".join(f"{sum(r[who][c] for r in results) / len(results):.3f}" for c in cols)
+        print(f"| mean | | {who} | {mean} | |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/chest_xray/test"))
+    parser.add_argument("--target", type=float, default=0.95)
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--adapt", action="store_true")
+    args = parser.parse_args()
+    if "CXRQ_DATABASE_URL" not in os.environ:
+        sys.exit("set CXRQ_DATABASE_URL to the database holding the model")
+    with tempfile.TemporaryDirectory() as tmp:
+        a, b = _halves(args.data, Path(tmp), args.split_seed)
+        results = [
+            _one_way(args.model, fit, report, args.target, args.adapt)
+            for fit, report in ((a, b), (b, a))
+        ]
+    _print(results)
+
+
+if __name__ == "__main__":
+    main()
