@@ -40,6 +40,12 @@ SITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     show_default=True,
 )
 @click.option("--replace", is_flag=True, help="refit a site this model already has")
+@click.option(
+    "--adapt",
+    is_flag=True,
+    help="also fine-tune the model on the site's images: a new model, used only through this "
+    "site's profile, whose epochs and threshold are chosen on patients it was not tuned on",
+)
 @click.option("--chunk-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--wait/--no-wait", default=False, help="queued mode: follow the job to its end")
 def calibrate(
@@ -49,6 +55,7 @@ def calibrate(
     rule: str,
     target_sensitivity: float,
     replace: bool,
+    adapt: bool,
     chunk_size: int,
     wait: bool,
 ) -> None:
@@ -60,17 +67,25 @@ def calibrate(
     The profile holds for this model's weights only. Unreadable and not-cxr images are left
     out of the fit and counted; a file name that gives no patient is one patient.
 
+    With --adapt the site's images also fine-tune the model (a new model row, linked to its
+    parent and the site); the profile then decides with the adapted model, its threshold and
+    calibration fitted on scores of patients each fold model was not tuned on.
+
     Example: cxrq calibrate googlenet --data /site/labelled --site st-marys
     """
     with friendly_errors():
         if not SITE_NAME.match(site):
             raise click.UsageError(f"site name {site!r}: use letters, digits, '.', '_' or '-'")
         _check_model(model_ref, site, replace)
+        if adapt and not wait and _queued():
+            raise click.UsageError(
+                "--adapt fine-tunes in this process once the workers have scored: add --wait"
+            )
         wanted = {"site": site, "rule": rule, "replace": replace}
         if rule == "sensitivity":
             wanted["target"] = target_sensitivity
         target = target_sensitivity if rule == "sensitivity" else None
-        _score(
+        job_id = _score(
             folder,
             model_ref,
             chunk_size,
@@ -79,6 +94,17 @@ def calibrate(
             extra={"calibrate": wanted},
             precheck=lambda paths: _check_folder(paths, folder, target),
         )
+        if adapt:
+            from worker.site_adapt import adapt_site
+
+            click.echo("adapting the model to the site's images (two patient folds, then all)")
+            click.echo(adapt_site(job_id))
+
+
+def _queued() -> bool:
+    from worker import dispatch
+
+    return dispatch.is_queued()
 
 
 def _check_model(model_ref: str, site: str, replace: bool) -> None:

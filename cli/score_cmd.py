@@ -149,7 +149,7 @@ def _score(
     explain: str = "none",
     extra: dict | None = None,
     precheck: Callable[[list[str]], None] | None = None,
-) -> None:
+) -> int:
     """Plan, create, and run or enqueue a score job; `extra` adds ScoreParams fields and
     `precheck` refuses the planned paths before any row exists."""
     from training.data.data_files import label_from_path
@@ -183,7 +183,7 @@ def _score(
         click.echo(f"queued {len(chunks)} chunks; follow with: cxrq status {job_id}")
         if wait:
             exit_for(follow(job_id, "score"))
-        return
+        return job_id
     bar = ProgressBar("score")
     result = dispatch.run_scoring(job_id, bar)
     bar.close()
@@ -193,6 +193,7 @@ def _score(
     click.echo(f"rows: cxrq report predictions {job_id}")
     if result["state"] == "failed":
         raise SystemExit(1)
+    return job_id
 
 
 @click.command()

@@ -56,7 +56,7 @@ def resolve_model(session: Session, ref: str | None) -> Model:
         if model is None:
             raise NotFoundError(f"no model with id {ref}; `cxrq report models` lists them")
         return model
-    query = select(Model)
+    query = select(Model).where(Model.site.is_(None))  # adapted models: only through a site
     if ref is not None:
         named = session.scalars(query.where(Model.name == ref)).all()
         candidates = list(named or session.scalars(query.where(Model.arch == ref)).all())
@@ -74,7 +74,7 @@ def ensemble_named(session: Session, name: str) -> Ensemble | None:
 
 def latest_model(session: Session, arch: str, preset: str) -> Model | None:
     """The newest model of an arch trained with a preset."""
-    query = select(Model).where(Model.arch == arch, Model.preset == preset)
+    query = select(Model).where(Model.arch == arch, Model.preset == preset, Model.site.is_(None))
     return session.scalars(query.order_by(Model.id.desc())).first()
 
 

@@ -135,10 +135,17 @@ def _operating_point(s: Session, found: Model | Ensemble, params: ScoreParams) -
         profile = s.get(SiteProfile, params.site_profile_id)
         source = f"site {profile.site} (profile {profile.id})"
         return replace(params, threshold=profile.threshold, threshold_source=source)
-    n_tune = found.data.get("n_tune")
-    rests_on = f", {n_tune} images" if n_tune else ""
-    source = f"training split (tuning images{rests_on})"
-    return replace(params, threshold=found.threshold, threshold_source=source)
+    return replace(params, threshold=found.threshold, threshold_source=_model_source(found))
+
+
+def _model_source(model: Model) -> str:
+    """Where a model's own threshold comes from, and how many images it rests on."""
+    rule, n_tune = model.config.get("threshold"), model.data.get("n_tune")
+    if isinstance(rule, str) and n_tune:
+        return f"training split ({rule} rule on {n_tune} tuning images)"
+    if isinstance(rule, (int, float)):
+        return f"training config (fixed at {rule:g}, preset {model.preset})"
+    return "model's stored threshold"
 
 
 def _scorer_of(s: Session, params: ScoreParams, scorer: str | None) -> Model | Ensemble:

@@ -28,6 +28,7 @@ from db.reports import (
     models_report,
 )
 from db.schema import Heatmap, Prediction
+from db.sites import sites_report
 
 # Larger views (with the heatmap where stored) for the first images in sort order only, so a
 # 10,000-image job stays a file of tens of megabytes; the rest open their thumbnail.
@@ -162,6 +163,18 @@ def _history_charts(history: list[dict[str, Any]]) -> list[Markup]:
     return [Markup(loss_chart.svg()), Markup(auc.svg())]
 
 
+def _site_rocs(session: Session) -> Chart:
+    """Each active site profile's ROC on its site's images, and the operating point it chose."""
+    chart = Chart("ROC at each site", "false positive rate", "true positive rate", diagonal=True)
+    for row in sites_report(session):
+        name = f"{row['site']} (model {row['adapted_model_id'] or row['model_id']})"
+        if row["profile"].get("roc"):
+            chart.lines.append((name, [tuple(p) for p in row["profile"]["roc"]]))
+        chart.points.append((f"{row['site']} @ {row['threshold']:.2f}",
+                             1 - row["specificity"], row["sensitivity"]))  # fmt: skip
+    return chart
+
+
 def models_page(session: Session) -> str:
     """Every model and ensemble: validation and test/ scores side by side, ROC curves overlaid
     where training stored them (models trained before it stored none), training curves and
@@ -183,6 +196,6 @@ def models_page(session: Session) -> str:
     return _env.get_template("models.html").render(
         models=models,
         ensembles=ensembles_report(session),
-        rocs=[Markup(c.svg()) for c in rocs.values() if c.lines],
+        rocs=[Markup(c.svg()) for c in (*rocs.values(), _site_rocs(session)) if c.lines],
         generated=datetime.now().isoformat(timespec="seconds"),
     )

@@ -72,10 +72,10 @@ def test_a_score_without_a_site_says_where_its_threshold_comes_from(
     model: int, site: Path
 ) -> None:
     out = run("score", site, "--explain", "none")
-    assert "from the training split" in out
+    assert "threshold" in out and "from the training" in out
     with session_scope() as s:
         job = s.get(Job, job_id_of(out))
-        assert "from the training split" in job.message
+        assert "from the training" in job.message
         rows = s.scalars(select(Prediction).where(Prediction.job_id == job.id)).all()
         assert {r.site_profile_id for r in rows} == {None}
         assert {r.threshold for r in rows} == {job.params["threshold"]}
@@ -149,3 +149,61 @@ def test_unreadable_images_are_left_out_and_counted(model: int, site: Path) -> N
     assert "left out: 1 unreadable" in out
     with session_scope() as s:
         assert s.scalars(select(SiteProfile)).one().profile["counts"]["unreadable"] == 1
+
+
+def test_adapt_stores_a_linked_model_used_only_through_its_site(
+    model: int, site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import training.fitting.adapt as adapt
+
+    # Tuned for one epoch whatever the tiny model's out-of-fold AUC says (tested on its own).
+    monkeypatch.setattr(adapt, "choose_epochs", lambda *args, **kwargs: 1)
+    out = _calibrate(model, site, "--adapt")
+    assert "adapted model" in out
+    with session_scope() as s:
+        from db.schema import Model
+
+        adapted = s.scalars(select(Model).where(Model.parent_id == model)).one()
+        assert adapted.site == "st-marys" and adapted.weights_sha256
+        profiles = s.scalars(select(SiteProfile).order_by(SiteProfile.id)).all()
+        assert [p.state for p in profiles] == ["replaced", "active"]
+        active = profiles[-1]
+        assert active.adapted_model_id == adapted.id and active.model_id == model
+        assert active.profile["unadapted"]["profile_id"] == profiles[0].id
+        assert "out-of-fold" in active.profile["adapt"]["scores"]
+        adapted_id, profile_id = adapted.id, active.id
+    out = run("score", site, "--site", "st-marys", "--explain", "none")
+    with session_scope() as s:
+        rows = s.scalars(select(Prediction).where(Prediction.job_id == job_id_of(out))).all()
+        assert {r.model_id for r in rows} == {adapted_id}
+        assert {r.site_profile_id for r in rows} == {profile_id}
+    # Never by id, name or as the default: only through the site.
+    assert "adapted to site st-marys" in run("score", site, "--model", adapted_id, ok=False)
+    out = run("score", site, "--explain", "none")
+    with session_scope() as s:
+        assert s.get(Job, job_id_of(out)).model_id == model
+
+
+def test_the_models_page_shows_each_site_operating_point_on_its_roc(
+    model: int, site: Path, tmp_path: Path
+) -> None:
+    _calibrate(model, site)
+    run("report", "html", "--models", "-o", tmp_path / "models.html")
+    page = (tmp_path / "models.html").read_text()
+    assert "ROC at each site" in page and "st-marys @" in page
+    assert 'class="operating-point"' in page
+
+
+def test_an_adapt_that_does_not_beat_the_model_keeps_the_unadapted_profile(
+    model: int, site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import training.fitting.adapt as adapt
+
+    monkeypatch.setattr(adapt, "choose_epochs", lambda *args, **kwargs: 0)
+    out = _calibrate(model, site, "--adapt")
+    assert "adapting did not beat the model" in out and "stays, unadapted" in out
+    with session_scope() as s:
+        from db.schema import Model
+
+        assert s.scalar(select(func.count(Model.id))) == 1
+        assert s.scalars(select(SiteProfile.state)).all() == ["active"]

@@ -1,5 +1,7 @@
 """Creating jobs (worker.jobs): the rows, units and params JSON the CLI has always written."""
 
+from dataclasses import replace
+
 import pytest
 from sqlalchemy import func, select
 
@@ -43,10 +45,25 @@ def test_a_score_job_stores_its_params_as_it_always_has(any_db_url) -> None:
     base = [("folder", "/x"), ("chunk_size", 2)]
     with session_scope() as s:
         jobs = [s.get(Job, j.id) for j in made]
+        own = [("threshold", 0.5), ("threshold_source", "model's stored threshold")]
         assert [list(j.params.items()) for j in jobs] == [
-            [*base, ("evaluate", False)],
-            [*base, ("evaluate", True), ("explain", "all"), ("prevalence", 0.3)],
-            [*base, ("evaluate", False), ("explain", "pneumonia"), ("ensemble_id", 1)],
+            [*base, ("evaluate", False), *own],
+            [
+                *base,
+                ("evaluate", True),
+                ("explain", "all"),
+                ("prevalence", 0.3),
+                ("threshold", 0.5),
+                ("threshold_source", "prevalence 0.3"),
+            ],
+            [
+                *base,
+                ("evaluate", False),
+                ("explain", "pneumonia"),
+                ("ensemble_id", 1),
+                ("threshold", 0.5),
+                ("threshold_source", "ensemble"),
+            ],
         ]
         assert [(j.kind, j.model_id, j.progress_total) for j in jobs] == [
             ("score", model_id, 3),
@@ -54,7 +71,9 @@ def test_a_score_job_stores_its_params_as_it_always_has(any_db_url) -> None:
             ("score", None, 3),
         ]
         assert [len(unit_ids(s, j.id)) for j in jobs] == [2, 2, 2]
-        assert ScoreParams.from_job(jobs[1]) == shifted
+        assert ScoreParams.from_job(jobs[1]) == replace(
+            shifted, threshold=0.5, threshold_source="prevalence 0.3"
+        )
         assert ScoreParams.from_job(jobs[2]).ensemble_id == 1
     assert [(j.n_images, j.scorer) for j in made] == [
         (3, f"model {model_id} (m, cnn)"),

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from training.evaluation.curves import roc_points
 from training.evaluation.metrics import roc_auc
 from training.fitting.logistic import logit
 from training.fitting.review_fit import (
@@ -87,6 +88,7 @@ def fit_site_profile(
         "figures": _figures(fit, choice, weights, model_threshold),
         "counts": found | {"not_cxr": int(not_cxr.sum())},
         "bootstrap": {"resamples": N_BOOT, "seed": seed, "unit": "patient"},
+        "roc": roc_points(fit.labels.tolist(), fit.prob.tolist()),  # the site's, for the report
     }
     profile |= _kind(fit)
     site_p = calibrated(fit.prob, platt)
