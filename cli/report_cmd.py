@@ -111,6 +111,8 @@ SITE_CSV = (
     "state",
     "rule",
     "raw_threshold",
+    "sensitivity_new_low",  # 95% interval of what a new set of as many patients will show
+    "sensitivity_new_high",
     "roc_auc",
     "prevalence",
     "normal_images",

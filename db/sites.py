@@ -151,6 +151,8 @@ def site_report_row(p: SiteProfile) -> dict[str, Any]:
         "specificity": f["specificity"],
         "specificity_low": f["specificity_interval"][0],
         "specificity_high": f["specificity_interval"][1],
+        "sensitivity_new_low": f.get("sensitivity_prediction", [None, None])[0],
+        "sensitivity_new_high": f.get("sensitivity_prediction", [None, None])[1],
         "roc_auc": f["roc_auc"],
         "prevalence": fitted["prevalence"],
         **{k: c[k] for k in COUNT_KEYS},

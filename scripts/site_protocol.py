@@ -7,7 +7,8 @@ halves swap. Nothing is ever reported on the images it was fitted on.
         [--data ../shared/data/chest_xray/test] [--target 0.95] [--split-seed 0] [--adapt]
 
 Prints one row per (fitted on, reported on) and their mean: the site threshold, sensitivity
-(and whether it lies inside the interval the profile stated), specificity, accuracy, AUC, the
+(and whether it lies inside the interval the profile stated for the site's true sensitivity,
+and inside its interval for a new set of that size), specificity, accuracy, AUC, the
 largest reliability gap over tenths of P holding >= 20 images, and the same figures at the
 model's own threshold.
 """
@@ -99,30 +100,42 @@ def _one_way(model: str, fit: Path, report: Path, target: float, adapt: bool) ->
         profile = s.scalars(
             select(SiteProfile).where(SiteProfile.site == site, SiteProfile.state == "active")
         ).first()
-        stated = profile.profile["figures"]["sensitivity_interval"]
+        figures = profile.profile["figures"]
+        stated = figures["sensitivity_interval"]
+        predicted = figures["sensitivity_prediction"]
         model_id = str(profile.model_id)
     _cxrq("score", str(report), "--site", site, "--model", model_id, "--explain", "none")
     with_site = _figures(_latest_job())
     _cxrq("score", str(report), "--model", model_id, "--explain", "none")
     own = _figures(_latest_job())
-    inside = stated[0] <= with_site["sensitivity"] <= stated[1]
-    return {"fit": fit.name, "report": report.name, "site": with_site, "own": own,
-            "stated": stated, "inside": inside}  # fmt: skip
+    sens = with_site["sensitivity"]
+    return {
+        "fit": fit.name,
+        "report": report.name,
+        "site": with_site,
+        "own": own,
+        "stated": stated,
+        "inside": stated[0] <= sens <= stated[1],
+        "predicted": predicted,
+        "in_predicted": predicted[0] <= sens <= predicted[1],
+    }
 
 
 def _print(results: list[dict]) -> None:
     cols = ("threshold", "sensitivity", "specificity", "accuracy", "roc_auc", "reliability_gap")
-    print("| fitted on | reported on | decided by | " + " | ".join(cols) + " | sens. in stated |")
-    print("|" + " --- |" * (len(cols) + 4))
+    head = " | ".join(cols)
+    print(f"| fitted on | reported on | decided by | {head} | sens. in CI | sens. in new-set PI |")
+    print("|" + " --- |" * (len(cols) + 5))
     for r in results:
         for who in ("site", "own"):
             vals = " | ".join(f"{r[who][c]:.3f}" for c in cols)
             stated = f"{r['inside']} [{r['stated'][0]:.3f}, {r['stated'][1]:.3f}]"
-            tail = stated if who == "site" else ""
+            predicted = f"{r['in_predicted']} [{r['predicted'][0]:.3f}, {r['predicted'][1]:.3f}]"
+            tail = f"{stated} | {predicted}" if who == "site" else " |"
             print(f"| {r['fit']} | {r['report']} | {who} | {vals} | {tail} |")
     for who in ("site", "own"):
         mean = " | ".join(f"{sum(r[who][c] for r in results) / len(results):.3f}" for c in cols)
-        print(f"| mean | | {who} | {mean} | |")
+        print(f"| mean | | {who} | {mean} | | |")
 
 
 def main() -> None:

@@ -127,6 +127,8 @@ def _figures(
         "sensitivity_interval": list(choice.sensitivity_interval),
         "specificity_interval": list(choice.specificity_interval),
         "sensitivity_lower": choice.sensitivity_lower,
+        "sensitivity_prediction": list(choice.sensitivity_prediction),
+        "specificity_prediction": list(choice.specificity_prediction),
         "roc_auc": roc_auc(fit.labels, fit.prob),
     }
     if model_threshold is not None:

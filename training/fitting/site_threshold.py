@@ -37,9 +37,13 @@ class ThresholdChoice:
     threshold: float
     sensitivity: float
     specificity: float
-    sensitivity_interval: tuple[float, float]
+    sensitivity_interval: tuple[float, float]  # 95% interval of the site's true rates
     specificity_interval: tuple[float, float]
     sensitivity_lower: float  # the LOWER_QUANTILE the rule held to the target
+    # 95% intervals of what a new set of this many patients will show: its own sampling on
+    # top of this one's (two independent resamples: b1 + b2 - point).
+    sensitivity_prediction: tuple[float, float] = (math.nan, math.nan)
+    specificity_prediction: tuple[float, float] = (math.nan, math.nan)
 
 
 def patient_weights(patients: torch.Tensor, n_boot: int = 2000, seed: int = 0) -> torch.Tensor:
@@ -117,6 +121,12 @@ def choice_at(
         low, high = torch.nanquantile(values[:, 0], q).tolist()
         return low, high
 
+    def prediction(values: torch.Tensor, point: torch.Tensor) -> tuple[float, float]:
+        v = values[:, 0]
+        paired = v + v.roll(v.numel() // 2) - point[0, 0]  # resample i with an independent one
+        low, high = torch.nanquantile(paired.clamp(0, 1), q).tolist()
+        return low, high
+
     lower = sensitivity_lower
     if lower is None:
         lower = float(torch.nanquantile(sens[:, 0], LOWER_QUANTILE))
@@ -127,4 +137,6 @@ def choice_at(
         sensitivity_interval=interval(sens),
         specificity_interval=interval(spec),
         sensitivity_lower=lower,
+        sensitivity_prediction=prediction(sens, point_sens),
+        specificity_prediction=prediction(spec, point_spec),
     )

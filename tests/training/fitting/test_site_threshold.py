@@ -61,3 +61,14 @@ def test_patients_are_resampled_whole() -> None:
 def test_one_missed_patient_must_still_meet_the_target() -> None:
     assert min_positive_patients(0.95) == 20
     assert min_positive_patients(0.9) == 10
+
+
+def test_the_new_set_interval_adds_a_second_sample_to_the_first() -> None:
+    # Resamples 1 and 2 (sensitivity 3/4 and 1) paired, minus the point 3/4: 1 and 1.
+    choice = margin_threshold(LABELS, PROB, WEIGHTS, target=0.75)
+    assert choice.sensitivity_prediction == (1.0, 1.0)
+    labels, prob = torch.tensor([1] * 40 + [0] * 40), torch.linspace(1, 0, 80)
+    weights = patient_weights(torch.arange(80), n_boot=2000, seed=1)
+    wide = choice_at(labels, prob.double(), weights, 0.3)
+    ci, pi = wide.specificity_interval, wide.specificity_prediction
+    assert pi[0] < ci[0] and (pi[1] - pi[0]) > 1.2 * (ci[1] - ci[0])  # about sqrt(2) wider
