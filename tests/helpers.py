@@ -171,3 +171,13 @@ def served_model(arch: str, size: int, kind_head: str = "none") -> Any:
     torch.manual_seed(0)
     model = create_model(arch, img_size=size, kind_head=kind_head).eval()
     return model.to(memory_format=torch.channels_last)
+
+
+def site_folder(root: Path, patients: int = 12, per_patient: int = 2) -> Path:
+    """A labelled site folder: `patients` patients of each class, `per_patient` images each."""
+    for p in range(patients):
+        for k in range(per_patient):
+            make_xray(root / "NORMAL" / f"IM-{p:04d}-{k:04d}.jpeg", False, 3000 + p * 7 + k, 32)
+            name = f"person{p}_bacteria_{k}.jpeg"
+            make_xray(root / "PNEUMONIA" / name, True, 4000 + p * 7 + k, 32)
+    return root

@@ -9,17 +9,7 @@ from sqlalchemy import func, select
 from db.schema import Job, Prediction, SiteProfile
 from db.session import session_scope
 from tests.conftest import make_xray
-from tests.helpers import add_tiny_model, job_id_of, run
-
-
-def _site_folder(root: Path, patients: int = 12, per_patient: int = 2) -> Path:
-    """A labelled site folder: `patients` patients of each class, `per_patient` images each."""
-    for p in range(patients):
-        for k in range(per_patient):
-            make_xray(root / "NORMAL" / f"IM-{p:04d}-{k:04d}.jpeg", False, 3000 + p * 7 + k, 32)
-            name = f"person{p}_bacteria_{k}.jpeg"
-            make_xray(root / "PNEUMONIA" / name, True, 4000 + p * 7 + k, 32)
-    return root
+from tests.helpers import add_tiny_model, job_id_of, run, site_folder
 
 
 @pytest.fixture()
@@ -29,7 +19,7 @@ def model(db_url: str, tiny_checkpoint: dict) -> int:
 
 @pytest.fixture()
 def site(tmp_path: Path) -> Path:
-    return _site_folder(tmp_path / "site")
+    return site_folder(tmp_path / "site")
 
 
 def _calibrate(model: int, folder: Path, *extra: object, ok: bool = True) -> str:
@@ -54,7 +44,7 @@ def test_calibrate_stores_a_profile_and_score_site_decides_with_it(
         profile = s.scalars(select(SiteProfile)).one()
         threshold, profile_id = profile.threshold, profile.id
         assert profile.profile["monitoring"]["job_id"] == profile.job_id
-    ward = _site_folder(tmp_path / "ward", patients=3)
+    ward = site_folder(tmp_path / "ward", patients=3)
     out = run("score", ward, "--site", "st-marys", "--explain", "none")
     assert f"site st-marys (profile {profile_id})" in out
     job_id = job_id_of(out)
@@ -68,9 +58,7 @@ def test_calibrate_stores_a_profile_and_score_site_decides_with_it(
     assert listed[0]["site"] == "st-marys" and listed[0]["threshold"] == threshold
 
 
-def test_a_score_without_a_site_says_where_its_threshold_comes_from(
-    model: int, site: Path
-) -> None:
+def test_a_score_without_a_site_says_where_its_threshold_comes_from(model: int, site: Path) -> None:
     out = run("score", site, "--explain", "none")
     assert "threshold" in out and "from the training" in out
     with session_scope() as s:
@@ -111,7 +99,7 @@ def test_a_taken_site_needs_replace_and_keeps_the_old_profile(model: int, site: 
 def test_a_folder_that_cannot_support_a_profile_stores_nothing(
     model: int, tmp_path: Path, patients: int, args: tuple, message: str
 ) -> None:
-    folder = _site_folder(tmp_path / "small", patients=patients)
+    folder = site_folder(tmp_path / "small", patients=patients)
     out = run("calibrate", model, "--data", folder, "--site", "s", *args, ok=False)
     assert message in out and len(out.strip().splitlines()) == 1
     assert _counts() == (0, 0)
@@ -122,7 +110,7 @@ def test_unlabelled_and_one_class_folders_are_refused(model: int, tmp_path: Path
         make_xray(tmp_path / "flat" / f"x{i}.png", False, i, 32)
     out = run("calibrate", model, "--data", tmp_path / "flat", "--site", "s", ok=False)
     assert "calibration needs labelled images" in out
-    folder = _site_folder(tmp_path / "one")
+    folder = site_folder(tmp_path / "one")
     for f in (folder / "PNEUMONIA").iterdir():
         f.unlink()
     out = run("calibrate", model, "--data", folder, "--site", "s", ok=False)
