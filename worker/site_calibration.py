@@ -56,11 +56,13 @@ def profile_line(profile_id: int, site: str, model_id: int, fitted: dict[str, An
     """'site profile 2 (st-marys, model 1): threshold 0.41 ...' for the job's message."""
     f, c = fitted["figures"], fitted["counts"]
     sens, spec = f["sensitivity_interval"], f["specificity_interval"]
+    new = f["sensitivity_prediction"]
     text = (
         f"site profile {profile_id} ({site}, model {model_id}): threshold "
         f"{fitted['threshold']:.3f} (P {fitted['raw_threshold']:.3f} before calibration), "
-        f"sensitivity {f['sensitivity']:.3f} [{sens[0]:.3f}, {sens[1]:.3f}], specificity "
-        f"{f['specificity']:.3f} [{spec[0]:.3f}, {spec[1]:.3f}] on {c['images']} images of "
+        f"sensitivity {f['sensitivity']:.3f} [{sens[0]:.3f}, {sens[1]:.3f}; a new set this size "
+        f"{new[0]:.3f}-{new[1]:.3f}], specificity {f['specificity']:.3f} [{spec[0]:.3f}, "
+        f"{spec[1]:.3f}] on {c['images']} images of "
         f"{c['patients']} patients ({c['normal_images']} NORMAL of {c['normal_patients']}, "
         f"{c['pneumonia_images']} PNEUMONIA of {c['pneumonia_patients']}); prevalence "
         f"{fitted['prevalence']:.3f}"
