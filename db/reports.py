@@ -111,6 +111,7 @@ def job_row(job: Job) -> dict[str, Any]:
         # Score jobs: the threshold that decided, and the site profile it came from.
         "threshold": job.params.get("threshold"),
         "site_profile_id": job.params.get("site_profile_id"),
+        "threshold_source": job.params.get("threshold_source"),
         "created_at": job.created_at.isoformat(timespec="seconds"),
         "finished_at": job.finished_at.isoformat(timespec="seconds") if job.finished_at else None,
     }

@@ -56,6 +56,12 @@ def test_calibrate_stores_a_profile_and_score_site_decides_with_it(
         assert s.get(Job, job_id).params["site_profile_id"] == profile_id
     listed = json.loads(run("report", "sites", "--format", "json"))
     assert listed[0]["site"] == "st-marys" and listed[0]["threshold"] == threshold
+    csv_rows = run("report", "predictions", job_id, "--format", "csv").splitlines()
+    assert "threshold,site_profile_id" in csv_rows[0] and f",{profile_id}," in csv_rows[1]
+    assert f"site_profile_id {profile_id}" in " ".join(run("report", "job", job_id).split())
+    run("report", "html", job_id, "-o", tmp_path / "job.html")
+    page = (tmp_path / "job.html").read_text()
+    assert f"from the site st-marys (profile {profile_id})" in page
 
 
 def test_a_score_without_a_site_says_where_its_threshold_comes_from(model: int, site: Path) -> None:
