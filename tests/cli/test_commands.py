@@ -192,7 +192,8 @@ def test_a_model_that_outputs_nan_gives_error_rows_not_normal(trained: int, tmp_
     make_xray(tmp_path / "xrays" / "NORMAL" / "IM-0001-0001.jpeg", False, 0)
     make_xray(tmp_path / "xrays" / "PNEUMONIA" / "person1_virus_1.jpeg", True, 1)
     out = run("score", tmp_path / "xrays", "--model", "tiny")
-    assert "partial: 2 images: 0 scored, 0 unreadable; 2 with a model output that is not a" in out
+    assert "partial: 2 images: 0 scored, 0 unreadable; threshold" in out
+    assert "; 2 with a model output that is not a number" in out
     rows = json.loads(run("report", "predictions", "latest", "--format", "json"))
     assert [(r["label"], r["prob_pneumonia"], r["error"]) for r in rows] == [
         (None, None, "model output is not a number")
