@@ -78,9 +78,9 @@ def baseline_epochs(arch: str, root: Path, epochs: int = 2) -> list[float]:
     return times
 
 
-def cxrq_epochs(arch: str, root: Path, epochs: int = 2, amp: bool = False) -> list[float]:
+def cxrq_epochs(arch: str, root: Path, epochs: int = 2, precision: str = "fp32") -> list[float]:
     """cxrq's own loop (training.fitting.loop), seed augmentation, no balancing copies."""
-    config = make_config(arch, preset="seed", batch_size=32, balance="none", amp=amp)
+    config = make_config(arch, preset="seed", batch_size=32, balance="none", precision=precision)
     gen = seed_everything(0)
     model = create_model(arch, 64).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
@@ -111,7 +111,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for arch in args.archs.split(","):
         base, fast = baseline_epochs(arch, root), cxrq_epochs(arch, root)
-        amp = cxrq_epochs(arch, root, amp=True)
+        amp = cxrq_epochs(arch, root, precision="auto")
         print(
             f"| {arch} | {n / base[0]:.0f} | {n / fast[0]:.0f} | {n / base[1]:.0f} | "
             f"{n / fast[1]:.0f} | {n / amp[1]:.0f} | {base[1] / fast[1]:.2f}x / "

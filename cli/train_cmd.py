@@ -9,6 +9,9 @@ from cli.follow import enqueue, follow
 from cli.output import scores_line
 from cli.progress import ProgressBar
 
+# training.fitting.config.PRECISIONS, spelt out: cli/ imports no training code at import time.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
 
 @click.command()
 @click.option("--arch", required=True, help="mlp, cnn, googlenet, resnet50 or efficientnet_lite0")
@@ -113,6 +116,13 @@ from cli.progress import ProgressBar
     "P(VIRAL | PNEUMONIA)) or three (a normal/bacterial/viral softmax) (preset: seed none, "
     "others two)",
 )
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default=None,
+    help="auto (bf16 autocast where the hardware runs it natively, else fp32), fp32, bf16 "
+    "(refused where not native) or fp16 (CUDA only, loss-scaled) (preset: seed fp32, others auto)",
+)
 @click.option("--name", default=None, help="model name (default: the arch)")
 @click.option("--wait/--no-wait", default=False, help="queued mode: follow the job to its end")
 def train(
@@ -168,6 +178,10 @@ def _train(
     queued = dispatch.is_queued()
     if queued:
         dispatch.check_broker()  # before any row exists: nothing half-written
+    else:  # trained here: refuse a precision this machine cannot run before any row exists
+        from training.fitting.precision import check_precision, training_device
+
+        check_precision(config, training_device())
     job_id = create_train_job(TrainParams(config, str(Path(data_dir).resolve()), name)).id
     click.echo(f"job {job_id}: train {config.arch} ({config.preset} preset)")
     if queued:

@@ -31,6 +31,7 @@ from training.fitting.loop import (
     train_prior,
 )
 from training.fitting.outputs import auc, evaluate
+from training.fitting.precision import precision_used
 from training.fitting.review_fit import fit_model_review
 from training.fitting.thresholds import choose_thresholds
 from training.fitting.training_data import TrainingData, decode_split, load_data
@@ -177,6 +178,8 @@ def _score(
         **data.info,
         "n_train_balanced": int(run.plan[0].numel()),
         "best_epoch": run.best_epoch,
+        # What `auto` became on this machine: bf16 and fp32 runs of one recipe differ.
+        "precision_used": precision_used(config, next(model.parameters()).device),
         "kind_threshold": bundle.kind_threshold,  # also in the weights' header
         "review": bundle.review.header(),  # its flag lines; the Gaussians are in the weights
         "roc": {"validation": val_scores.pop("roc")},

@@ -11,6 +11,7 @@ loss = train_one_epoch(model, data.train, plan, optimizer, config, gen, on_batch
 from __future__ import annotations
 
 import random
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -26,7 +27,7 @@ from training.data.augment import (
 from training.fitting.config import TrainConfig
 from training.fitting.errors import diverged
 from training.fitting.losses import combined_loss, kind_loss_function, loss_function
-from training.fitting.precision import amp_dtype
+from training.fitting.precision import autocast_dtype
 from training.fitting.training_data import DecodedSplit
 from training.models.registry import normalizer_for
 
@@ -79,6 +80,24 @@ def make_scheduler(
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
 
 
+# fp16's loss scaler of each optimizer, kept across its epochs so the scale found holds.
+_SCALERS: weakref.WeakKeyDictionary[torch.optim.Optimizer, torch.amp.GradScaler] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def grad_scaler(
+    optimizer: torch.optim.Optimizer, dtype: torch.dtype | None
+) -> torch.amp.GradScaler | None:
+    """The loss scaler float16 gradients need to stay out of underflow (None otherwise): one per
+    optimizer, so that its scale carries from epoch to epoch."""
+    if dtype != torch.float16:
+        return None
+    if optimizer not in _SCALERS:
+        _SCALERS[optimizer] = torch.amp.GradScaler("cuda")
+    return _SCALERS[optimizer]
+
+
 def train_one_epoch(
     model: nn.Module,
     data: DecodedSplit,
@@ -97,7 +116,8 @@ def train_one_epoch(
     device = next(model.parameters()).device
     loss_fn = loss_function(config, data.labels).to(device)
     kind_loss_fn = kind_loss_function(config, data.kinds).to(device)
-    dtype = amp_dtype(config, device)
+    dtype = autocast_dtype(config, device)
+    scaler = grad_scaler(optimizer, dtype)
     index, flip = plan
     order = torch.randperm(index.numel(), generator=gen)
     n_batches = (order.numel() + config.batch_size - 1) // config.batch_size
@@ -117,8 +137,13 @@ def train_one_epoch(
             # One NaN step turns every weight into NaN: stop now, not after the last epoch.
             raise diverged(f"loss is {loss.item()}", f"at epoch {epoch}, batch {b + 1}", config)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:  # fp16: scaled backward; a step with inf/NaN gradients is skipped, the scale cut
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         if scheduler is not None:
             scheduler.step()
         total += loss.item()
