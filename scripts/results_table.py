@@ -65,6 +65,7 @@ FLAGS = {
     "label_smoothing": "--label-smoothing",
     "balance": "--balance",
     "kind_head": "--kind-head",
+    "precision": "--precision",
 }
 
 
