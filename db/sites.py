@@ -132,6 +132,16 @@ def site_rows(session: Session, include_replaced: bool = False) -> list[SiteProf
     return list(session.scalars(query).all())
 
 
+COUNT_KEYS = (
+    "images",
+    "patients",
+    "normal_images",
+    "normal_patients",
+    "pneumonia_images",
+    "pneumonia_patients",
+)
+
+
 def site_report_row(p: SiteProfile) -> dict[str, Any]:
     """One profile as `cxrq report sites` shows it (JSON adds the whole profile)."""
     fitted, f, c = p.profile, p.profile["figures"], p.profile["counts"]
@@ -161,16 +171,6 @@ def site_report_row(p: SiteProfile) -> dict[str, Any]:
         "created_at": p.created_at.isoformat(timespec="seconds"),
         "profile": fitted,
     }
-
-
-COUNT_KEYS = (
-    "images",
-    "patients",
-    "normal_images",
-    "normal_patients",
-    "pneumonia_images",
-    "pneumonia_patients",
-)
 
 
 def sites_report(session: Session, include_replaced: bool = False) -> list[dict[str, Any]]:

@@ -63,21 +63,26 @@ def _latest_job() -> int:
         return s.scalars(select(Job.id).order_by(Job.id.desc())).first()
 
 
+def _scored_rows(job_id: int) -> list:
+    """(path, true_label, prob, label) of a job's own scorer's scored rows."""
+    with session_scope() as s:
+        key = f"model:{s.get(Job, job_id).model_id}"
+        return s.execute(
+            select(Prediction.path, Prediction.true_label, Prediction.prob, Prediction.label).where(
+                Prediction.job_id == job_id,
+                Prediction.scorer == key,
+                Prediction.error.is_(None),
+            )
+        ).all()
+
+
 def _raw(job_ids: list[int]) -> dict[str, tuple[int, float]]:
     """file name -> (label, raw P) from unsited scoring jobs."""
-    out = {}
-    for job_id in job_ids:
-        with session_scope() as s:
-            key = f"model:{s.get(Job, job_id).model_id}"
-            rows = s.execute(
-                select(Prediction.path, Prediction.true_label, Prediction.prob).where(
-                    Prediction.job_id == job_id,
-                    Prediction.scorer == key,
-                    Prediction.error.is_(None),
-                )
-            ).all()
-        out |= {Path(r.path).name: (CLASSES.index(r.true_label), r.prob) for r in rows}
-    return out
+    return {
+        Path(r.path).name: (CLASSES.index(r.true_label), r.prob)
+        for job_id in job_ids
+        for r in _scored_rows(job_id)
+    }
 
 
 def _resplits(raw: dict[str, tuple[int, float]], n: int, target: float) -> str:
@@ -115,16 +120,7 @@ def _resplits(raw: dict[str, tuple[int, float]], n: int, target: float) -> str:
 
 
 def _rows(job_id: int) -> tuple[list[int], list[float], list[int]]:
-    with session_scope() as s:
-        job = s.get(Job, job_id)
-        key = f"model:{job.model_id}"
-        rows = s.execute(
-            select(Prediction.true_label, Prediction.prob, Prediction.label).where(
-                Prediction.job_id == job_id,
-                Prediction.scorer == key,
-                Prediction.error.is_(None),
-            )
-        ).all()
+    rows = _scored_rows(job_id)
     y = [CLASSES.index(r.true_label) for r in rows]
     return y, [r.prob for r in rows], [CLASSES.index(r.label) for r in rows]
 

@@ -197,7 +197,8 @@ def adapt_to_site(
             bundle, split, folds[1 - k], held, trainable, max_epochs, seed + k
         )
     history = [{"epoch": e, "oof_auc": roc_auc(split.labels, oof[e])} for e in range(len(oof))]
-    patients = torch.tensor([position_of_patient(items)[i.patient] for i in items])
+    index = position_of_patient(items)
+    patients = torch.tensor([index[i.patient] for i in items])
     best = choose_epochs(history, split.labels, oof, patients, seed)
     model = _tune(bundle, split, best, trainable, seed) if best else copy.deepcopy(bundle.model)
     adapted = replace(bundle, model=model, config=bundle.config | {"adapted": trainable})

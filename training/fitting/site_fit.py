@@ -2,7 +2,7 @@
 images as one scoring job answered them (P, P(viral), the review scores), so nothing is scored
 twice and a worker can fit it from the stored rows.
 
-from training.fitting.site_fit import SiteImages, fit_site_profile
+from training.fitting.site_fit import fit_site_profile  # SiteImages: training.fitting.site_images
 profile = fit_site_profile(SiteImages(prob, labels, patients, ...), rule="sensitivity",
                            target=0.95)
 profile["threshold"], profile["platt"], profile["figures"]
