@@ -14,7 +14,9 @@ from cli.cancel_cmd import cancel
 from cli.db_cmd import db
 from cli.ensemble_cmd import ensemble
 from cli.errors import friendly_errors
+from cli.listen_cmd import export, listen
 from cli.report_cmd import report
+from cli.report_outbox_cmd import report_outbox
 from cli.report_visual_cmd import report_heatmap, report_html
 from cli.score_cmd import evaluate, score
 from cli.status_cmd import status
@@ -45,9 +47,22 @@ def cli() -> None:
 
 # The report group's commands that draw come from their own module (it imports the group's
 # helpers, so the group cannot import it back).
-for subcommand in (report_html, report_heatmap):
+for subcommand in (report_html, report_heatmap, report_outbox):
     report.add_command(subcommand)
-for command in (train, score, evaluate, calibrate, ensemble, report, status, cancel, worker, db):
+for command in (
+    train,
+    score,
+    evaluate,
+    calibrate,
+    ensemble,
+    listen,
+    export,
+    report,
+    status,
+    cancel,
+    worker,
+    db,
+):
     cli.add_command(command)
 
 

@@ -238,3 +238,44 @@ class WorkUnit(Base):
     sends: Mapped[int] = mapped_column(default=0)  # messages sent for it (1 unless re-sent)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DicomInstance(Base):
+    """One instance received over DICOM (gateway): where it is spooled and which score job took
+    it. UIDs only: the spooled file holds the patient, the database never does."""
+
+    __tablename__ = "dicom_instances"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    series_instance_uid: Mapped[str] = mapped_column(String(64))
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    calling_ae: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(Text)  # the spooled file, as the job's unit names it
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    job_id: Mapped[int | None] = mapped_column(Integer, index=True)  # no FK: jobs may be purged
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # spool retention
+
+
+class OutboxItem(Base):
+    """One result object (an SR or a secondary capture) owed to one destination: state only. The
+    object is built from the spooled source at send time, so no pixel or patient data is here."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (UniqueConstraint("result_uid", "destination", name="uq_outbox_result"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(Integer, index=True)
+    source_sop_uid: Mapped[str] = mapped_column(String(64))
+    study_instance_uid: Mapped[str] = mapped_column(String(64))
+    what: Mapped[str] = mapped_column(String(8))  # sr | sc
+    result_uid: Mapped[str] = mapped_column(String(64))
+    destination: Mapped[str] = mapped_column(String(255))  # AE@host:port or a STOW-RS URL
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -11,6 +11,17 @@
 | CXRQ_PATIENT_SALT | unset (no patient hash) | key of the salted hash of a DICOM file's PatientID |
 | CXRQ_VISIBILITY_TIMEOUT | 14400 (4 h) | seconds before the broker redelivers an unacked task |
 | CXRQ_LEASE_SECONDS | 30 | a unit of work whose lease is not renewed for this long is re-sent |
+| CXRQ_AE_TITLE | CXRQ | `cxrq listen`: this receiver's AE title |
+| CXRQ_DICOM_PORT | 11112 | `cxrq listen`: the port it listens on |
+| CXRQ_DICOM_ALLOW | unset (any) | `cxrq listen`: calling AE titles allowed, comma-separated |
+| CXRQ_SEND_TO | unset | results are C-STOREd to AE@HOST:PORT |
+| CXRQ_STOW_URL | unset | results are sent by STOW-RS to this DICOMweb URL |
+| CXRQ_SPOOL_DIR | <user data dir>/spool | received instances, kept until their results are sent |
+| CXRQ_SPOOL_MAX_BYTES | 10 GiB | a spool this full answers "out of resources" (0xA700) |
+| CXRQ_SPOOL_RETENTION | 604800 (7 days) | seconds an instance is kept once its results are sent |
+| CXRQ_STUDY_IDLE_SECONDS | 10 | a study with no new instance for this long is scored |
+| CXRQ_MAX_ASSOCIATIONS | 10 | associations served at once |
+| CXRQ_MAX_INSTANCE_BYTES | 512 MiB | a larger instance is refused |
 """
 
 from __future__ import annotations
@@ -54,6 +65,41 @@ def get_settings() -> Settings:
         worker_concurrency=int(os.environ.get("CXRQ_WORKER_CONCURRENCY") or 1),
         torch_threads=int(threads) if (threads := os.environ.get("CXRQ_TORCH_THREADS")) else None,
         patient_salt=os.environ.get("CXRQ_PATIENT_SALT") or None,
+    )
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """`cxrq listen`'s settings (the command's options override them)."""
+
+    ae_title: str
+    port: int
+    allow: tuple[str, ...]  # empty: any calling AE title
+    send_to: str | None
+    stow_url: str | None
+    spool_dir: Path
+    spool_max_bytes: int
+    spool_retention: float
+    study_idle_seconds: float
+    max_associations: int
+    max_instance_bytes: int
+
+
+def gateway_settings() -> GatewaySettings:
+    env = os.environ.get
+    allow = tuple(a.strip() for a in (env("CXRQ_DICOM_ALLOW") or "").split(",") if a.strip())
+    return GatewaySettings(
+        ae_title=env("CXRQ_AE_TITLE") or "CXRQ",
+        port=int(env("CXRQ_DICOM_PORT") or 11112),
+        allow=allow,
+        send_to=env("CXRQ_SEND_TO") or None,
+        stow_url=env("CXRQ_STOW_URL") or None,
+        spool_dir=Path(env("CXRQ_SPOOL_DIR") or Path(user_data_dir("cxrq")) / "spool"),
+        spool_max_bytes=int(env("CXRQ_SPOOL_MAX_BYTES") or 10 * 2**30),
+        spool_retention=float(env("CXRQ_SPOOL_RETENTION") or 7 * 86400),
+        study_idle_seconds=float(env("CXRQ_STUDY_IDLE_SECONDS") or 10),
+        max_associations=int(env("CXRQ_MAX_ASSOCIATIONS") or 10),
+        max_instance_bytes=int(env("CXRQ_MAX_INSTANCE_BYTES") or 512 * 2**20),
     )
 
 

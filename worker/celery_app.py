@@ -25,7 +25,7 @@ from worker.sending import QUEUES, SCORE_QUEUE, TRAIN_QUEUE, send_units
 
 
 def _make_app(broker_url: str) -> Celery:
-    app = Celery("cxrq", broker=broker_url or None, include=["worker.tasks"])
+    app = Celery("cxrq", broker=broker_url or None, include=["worker.tasks", "gateway.tasks"])
     timeout = get_settings().visibility_timeout
     app.conf.update(
         task_serializer="json",

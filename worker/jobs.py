@@ -11,7 +11,7 @@ No torch is imported, so a job can be created where torch never loads.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -47,6 +47,9 @@ class ScoreParams:
     threshold: float | None = None
     threshold_source: str | None = None
     calibrate: dict[str, Any] | None = None  # a calibration job: the profile to fit (settle)
+    # Received over DICOM (gateway): the study, series and instance UIDs it came from, the
+    # calling AE title and where its results go.
+    dicom: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The stored form: optional keys appear only when set, in the order rows have them."""
@@ -61,7 +64,7 @@ class ScoreParams:
             params["ensemble_id"] = self.ensemble_id
         if self.prevalence is not None:
             params["prevalence"] = self.prevalence
-        optional = ("site_profile_id", "threshold", "threshold_source", "calibrate")
+        optional = ("site_profile_id", "threshold", "threshold_source", "calibrate", "dicom")
         params |= {k: getattr(self, k) for k in optional if getattr(self, k) is not None}
         return params
 
@@ -79,6 +82,7 @@ class ScoreParams:
             threshold=p.get("threshold"),
             threshold_source=p.get("threshold_source"),
             calibrate=p.get("calibrate"),
+            dicom=p.get("dicom"),
         )
 
 
@@ -172,13 +176,15 @@ def create_score_job(
     chunks: list[list[str]],
     scorer: str | None = None,
     unreadable: Sequence[tuple[str, str]] = (),
+    record: Callable[[Session, int], None] | None = None,
 ) -> NewJob:
     """A score job: its row, a unit per chunk of paths, and an error row per folder the scan
     could not read ((path, reason) pairs), in one transaction.
 
     scorer: a model id, name or arch, or an ensemble's name (or 'ensemble:NAME'); None: the
     model with the best validation F1. Raises NotFoundError when it names nothing, and
-    PrevalenceForEnsemble when params has a prevalence and it is an ensemble.
+    PrevalenceForEnsemble when params has a prevalence and it is an ensemble. `record` writes
+    the caller's own rows for the new job id in the same transaction (the gateway's instances).
     """
     n_images = sum(len(c) for c in chunks)
     with session_scope() as s:
@@ -200,6 +206,8 @@ def create_score_job(
             for answer in failed_answers(keys, [path], [None], FOLDER_UNREADABLE + reason)
         ]
         store_answers(s, job.id, answers, overwrite=False)
+        if record is not None:
+            record(s, job.id)
         described = _described(found, params)
         point = (params.threshold, params.threshold_source)
         return NewJob(job.id, unit_ids, n_images, described, *point)

@@ -18,7 +18,9 @@ TRAIN_QUEUE, SCORE_QUEUE = "train", "score"
 # Job kind -> the task that runs one of its units; the names are the wire format between
 # CLIs and workers of possibly different versions, so they never change.
 TASKS = {"train": "cxrq.train", "score": "cxrq.score_chunk"}
-QUEUES = {TASKS["train"]: TRAIN_QUEUE, TASKS["score"]: SCORE_QUEUE}
+# A settled job received over DICOM: build and send its results (gateway.tasks).
+DELIVER_TASK = "cxrq.deliver_results"
+QUEUES = {TASKS["train"]: TRAIN_QUEUE, TASKS["score"]: SCORE_QUEUE, DELIVER_TASK: SCORE_QUEUE}
 
 
 def send_units(app: Celery, kind: str, job_id: int, unit_ids: list[int], mark: bool = True) -> None:

@@ -13,7 +13,7 @@ from celery import Task
 from db.session import DatabaseError
 from worker.celery_app import app
 from worker.retry import backoff
-from worker.sending import TASKS
+from worker.sending import DELIVER_TASK, TASKS
 
 CHUNK_RETRIES = 3
 DB_RETRIES = 40  # with back-off capped at 30 s: about 15 minutes of outage
@@ -58,8 +58,21 @@ def score_chunk(
                 raise self.retry(exc=exc, countdown=2**failures, kwargs=kwargs) from exc
             units.fail_unit(unit_id, reason)
             written = 0
-        closing.settle(job_id)
+        if closing.settle(job_id) is not None:
+            _results_owed(job_id)
     except DatabaseError as exc:
         kwargs = {"failures": failures, "reason": reason if failures > CHUNK_RETRIES else None}
         raise self.retry(exc=exc, countdown=backoff(self.request.retries), kwargs=kwargs) from exc
     return written
+
+
+def _results_owed(job_id: int) -> None:
+    """A job received over DICOM that just closed: have its results built and sent (by any
+    worker; gateway.tasks), if it has somewhere to send them."""
+    from db.session import session_scope
+    from db.store import get_job
+
+    with session_scope() as s:
+        dicom = get_job(s, job_id).params.get("dicom") or {}
+    if dicom.get("destinations"):
+        app.send_task(DELIVER_TASK, args=[job_id])
