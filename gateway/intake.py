@@ -2,7 +2,7 @@
 job (queued or run here, like any job) whose params keep the UIDs it came from and whose
 instance rows are written in the same transaction, so a crash can neither lose nor double one.
 
-    job_id = submit_study(batch, IntakeConfig(model="googlenet", destinations=["PACS@h:104"]))
+    job_id = submit_study(study_uid, batch, IntakeConfig(model="3", destinations=("PACS@h:104",)))
 """
 
 from __future__ import annotations

@@ -116,6 +116,7 @@ def _answer(s: Session, job: Job, row: Prediction) -> Any:
         weights_sha256=scorer["sha256"],
         site=None if profile is None else profile.site,
         site_profile_id=row.site_profile_id,
+        scored_at=job.finished_at,  # fixed, so a resent object is the same bytes
     )
 
 

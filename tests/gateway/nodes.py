@@ -126,6 +126,13 @@ class Orthanc:
         with urllib.request.urlopen(self.url + path, timeout=5) as r:
             return json.loads(r.read())
 
+    def post(self, path: str, body: dict):
+        request = urllib.request.Request(
+            self.url + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as r:
+            return json.loads(r.read())
+
     def file(self, instance_id: str) -> bytes:
         with urllib.request.urlopen(f"{self.url}/instances/{instance_id}/file", timeout=5) as r:
             return r.read()
