@@ -33,37 +33,31 @@ from cli.errors import friendly_errors
     help="where received instances are kept [CXRQ_SPOOL_DIR]",
 )
 @click.option(
+    "--explain",
+    type=click.Choice(["none", "pneumonia", "all"]),
+    default="pneumonia",
+    show_default=True,
+    help="heatmaps, each sent as a secondary capture: of the PNEUMONIA calls, all, or none",
+)
+@click.option(
     "--study-idle",
     type=click.FloatRange(min=0.1),
     default=None,
     help="seconds without a new instance that close a study [CXRQ_STUDY_IDLE_SECONDS; 10]",
 )
-def listen(
-    ae_title: str | None,
-    host: str,
-    port: int | None,
-    model_ref: str | None,
-    site: str | None,
-    allow: tuple[str, ...],
-    send_to: str | None,
-    stow_url: str | None,
-    spool: Path | None,
-    study_idle: float | None,
-) -> None:
+def listen(**opts: object) -> None:
     """Receive CR and DX images over DICOM, score each study as a job, and send an SR (and a
     secondary capture of each heatmap) back into the same study.
 
     An instance gets success only once it is on disk (fsynced) in the spool; a study is scored
     when its association is released or after --study-idle seconds without a new instance.
     Embedded mode scores here; with CXRQ_BROKER_URL the workers score and send the results.
-    Stop with Ctrl-C: open studies are scored first.
+    Stop with Ctrl-C or SIGTERM: open studies are scored first.
 
     Example: cxrq listen --port 11112 --model googlenet --send-to PACS@10.0.0.5:104
     """
     with friendly_errors():
-        listener = _listener(
-            ae_title, host, port, model_ref, site, allow, send_to, stow_url, spool, study_idle
-        )
+        listener = _listener(opts)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its INFO lines name patients
         listener.start()
@@ -71,7 +65,9 @@ def listen(
         where = (
             ", ".join(cfg.intake.destinations) or "nowhere (rows only; `cxrq export` writes them)"
         )
-        click.echo(f"listening as {cfg.ae_title} on {host}:{listener.port}; spool {cfg.spool_dir}")
+        click.echo(
+            f"listening as {cfg.ae_title} on {cfg.host}:{listener.port}; spool {cfg.spool_dir}"
+        )
         click.echo(f"results go to {where}")
         signal.signal(signal.SIGTERM, lambda *_: listener.stop())
         try:
@@ -81,49 +77,47 @@ def listen(
             listener.stop()
 
 
-def _listener(
-    ae_title: str | None,
-    host: str,
-    port: int | None,
-    model_ref: str | None,
-    site: str | None,
-    allow: tuple[str, ...],
-    send_to: str | None,
-    stow_url: str | None,
-    spool: Path | None,
-    study_idle: float | None,
-):
+def _listener(opts: dict):
+    """The Listener the options ask for, each unset option from its CXRQ_* setting."""
     from db.settings import gateway_settings
     from gateway.intake import IntakeConfig, site_profile_id
     from gateway.listener import ListenConfig, Listener
     from gateway.receiver import ReceiverLimits
-    from gateway.senders import parse_ae
 
     env = gateway_settings()
-    destinations = tuple(d for d in (send_to or env.send_to, stow_url or env.stow_url) if d)
-    for dest in destinations:
-        if not dest.startswith(("http://", "https://")):
-            try:
-                parse_ae(dest)
-            except ValueError as exc:
-                raise click.UsageError(str(exc)) from None
-    ae = ae_title or env.ae_title
-    profile = None if site is None else site_profile_id(site, model_ref)
-    intake = IntakeConfig(model_ref, profile, destinations, sender_ae=ae)
-    _check_scorer(model_ref)
-    limits = ReceiverLimits(allow or env.allow, env.max_associations, env.max_instance_bytes)
+    destinations = _destinations(opts["send_to"] or env.send_to, opts["stow_url"] or env.stow_url)
+    ae, model = opts["ae_title"] or env.ae_title, opts["model_ref"]
+    _check_scorer(model)
+    profile = None if opts["site"] is None else site_profile_id(opts["site"], model)
+    intake = IntakeConfig(model, profile, destinations, opts["explain"], sender_ae=ae)
+    limits = ReceiverLimits(
+        opts["allow"] or env.allow, env.max_associations, env.max_instance_bytes
+    )
     config = ListenConfig(
-        spool_dir=(spool or env.spool_dir).expanduser().resolve(),
+        spool_dir=(opts["spool"] or env.spool_dir).expanduser().resolve(),
         ae_title=ae,
-        host=host,
-        port=env.port if port is None else port,
+        host=opts["host"],
+        port=env.port if opts["port"] is None else opts["port"],
         limits=limits,
         intake=intake,
         spool_max_bytes=env.spool_max_bytes,
         spool_retention=env.spool_retention,
-        study_idle_s=study_idle or env.study_idle_seconds,
+        study_idle_s=opts["study_idle"] or env.study_idle_seconds,
     )
     return Listener(config)
+
+
+def _destinations(send_to: str | None, stow_url: str | None) -> tuple[str, ...]:
+    from gateway.senders import parse_ae
+
+    if send_to is not None:
+        try:
+            parse_ae(send_to)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+    if stow_url is not None and not stow_url.startswith(("http://", "https://")):
+        raise click.UsageError(f"--stow takes an http(s) DICOMweb URL, not {stow_url!r}")
+    return tuple(d for d in (send_to, stow_url) if d)
 
 
 def _check_scorer(model_ref: str | None) -> None:

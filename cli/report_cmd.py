@@ -247,7 +247,8 @@ def review_line(review: dict) -> str:
 @click.option(
     "--review",
     is_flag=True,
-    help="only the calls flagged for a person (not-cxr, anomaly, low-confidence), worst first",
+    help="only the calls flagged for a person (not-cxr, anomaly, low-confidence, lateral), "
+    "worst first",
 )
 @format_option
 def report_predictions(job_ref: str, review: bool, fmt: str) -> None:

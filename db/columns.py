@@ -28,6 +28,8 @@ REVIEW_COLUMNS = (
     "review",
     "review_reasons",
 )
-REVIEW_REASONS = ("not-cxr", "anomaly", "low-confidence")  # training.review.verdicts.REASONS
+# Every reason a row may give: the model's and the DICOM header's (lateral); the same as
+# training.review.verdicts.ALL_REASONS.
+REVIEW_REASONS = ("not-cxr", "anomaly", "low-confidence", "lateral")
 # What a prediction row keeps of a DICOM header (training.data.dicom_identity).
 IDENTITY_COLUMNS = ("sop_instance_uid", "patient_hash")

@@ -64,10 +64,12 @@ def review_summary(session: Session, job: Job) -> dict[str, Any] | None:
         ).where(
             Prediction.job_id == job.id,
             Prediction.scorer == answering_scorer(job),
-            Prediction.review.is_not(None),
+            Prediction.prob.is_not(None),
         )
     ).all()
-    if not rows:
+    # A model without review statistics leaves `review` empty, unless a DICOM header flagged
+    # the image (lateral, not a chest): then its other scored rows count as not flagged.
+    if not any(r.review is not None for r in rows):
         return None
     kept = [r for r in rows if not r.review]
     reasons = [(r.review_reasons or "").split(",") for r in rows if r.review]

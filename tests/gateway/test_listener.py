@@ -36,6 +36,9 @@ def start(db_url: str, tiny_checkpoint: dict, tmp_path: Path):
 
     def start_one(**fields) -> Listener:
         fields.setdefault("intake", IntakeConfig(model=str(model_id)))
+        if "destinations" in fields:  # a shorthand: sending there, SRs only
+            destinations = fields.pop("destinations")
+            fields["intake"] = IntakeConfig(fields["intake"].model, None, destinations, "none")
         config = ListenConfig(tmp_path / "spool", host="127.0.0.1", port=0, **fields)
         listener = Listener(config)
         listener.start()
@@ -184,3 +187,35 @@ def test_no_patient_data_in_any_log_line(start, sources, tmp_path, caplog) -> No
     with session_scope() as s:
         for row in s.scalars(select(Prediction)):
             assert "MRN-77" not in str([getattr(row, c.name) for c in Prediction.__table__.columns])
+
+
+def test_export_writes_the_sr_of_each_scored_instance_and_report_outbox_shows_pending(
+    start, sources, tmp_path
+) -> None:
+    from gateway.report_sr import sr_facts
+    from tests.gateway.nodes import free_port
+    from tests.helpers import run
+
+    nowhere = f"PACS@127.0.0.1:{free_port()}"  # nothing listens: results stay pending
+    listener = start(destinations=(nowhere,))
+    paths = twins(sources, tmp_path / "twins")
+    assert send(listener.port, paths) == [0, 0, 0]
+    [job] = wait_for_jobs(1)
+    out = run("export", str(job.id), "--dicom", tmp_path / "out")
+    assert f"wrote 3 DICOM object(s) of job {job.id}" in out
+    facts = [sr_facts(pydicom.dcmread(p)) for p in sorted((tmp_path / "out").glob("*.dcm"))]
+    sent = {pydicom.dcmread(p).SOPInstanceUID for p in paths}
+    assert {f["source_sop_instance_uid"] for f in facts} == sent
+    run("export", str(job.id), "--dicom", tmp_path / "again")  # the same objects, byte for byte
+    first = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    assert first == {p.name: p.read_bytes() for p in (tmp_path / "again").iterdir()}
+    table = run("report", "outbox", "--state", "pending")
+    assert "3 pending, 0 sent, 0 failed" in table and nowhere in table
+    assert "association" in run("report", "outbox", "--format", "csv")  # the reason
+
+
+def test_export_refuses_a_job_without_dicom_inputs(db_url, tmp_path) -> None:
+    from tests.helpers import run
+
+    out = run("export", "latest", "--dicom", tmp_path / "out", ok=False)
+    assert "no job" in out.lower() or "no score job" in out.lower()

@@ -171,6 +171,21 @@ def storescu_to(pacs: Orthanc, path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
 
 
+def test_stow_rs_sends_the_sr_to_orthancs_dicomweb(orthanc, xrays, model_id, tmp_path) -> None:
+    stow = f"{orthanc.url}/dicom-web"
+    listening = Listening(
+        tmp_path, "--model", str(model_id), "--stow", stow, "--explain", "none"
+    ).start()
+    try:
+        paths = twins(xrays[:1], tmp_path / "twins")
+        assert storescu(listening.port, paths).returncode == 0
+        study_uid = pydicom.dcmread(paths[0]).StudyInstanceUID
+        study = wait(lambda: study_in_orthanc(orthanc, study_uid).get("SR"), 90, "SR by STOW-RS")
+    finally:
+        listening.stop()
+    assert len(study) == 1 and outbox_counts() == {"sent": 1}
+
+
 def outbox_counts() -> dict[str, int]:
     with session_scope() as s:
         query = select(OutboxItem.state, func.count()).group_by(OutboxItem.state)

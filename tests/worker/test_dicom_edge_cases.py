@@ -1,6 +1,7 @@
 """One file never fails a job: DICOM files of every bit depth (1-32, signed and unsigned), every
 photometric interpretation pydicom knows, odd sizes and frame counts, and files that are not
-images at all each get one row, embedded and queued; the job is never `failed`."""
+images at all each get one row, embedded and queued; the job is never `failed`. Each file's
+header says CR, so the header rules (training.data.dicom_rules) let its pixels be tried."""
 
 from __future__ import annotations
 
@@ -21,19 +22,19 @@ from training.data.dicom import open_dicom
 from training.data.dicom_display import display_lut
 from training.data.preprocess import decode_many
 
-RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
+CR_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 SR_DOCUMENT = "1.2.840.10008.5.1.4.1.1.88.11"
 COLOUR = {"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "HSV"}
 COLOUR |= {"YBR_PARTIAL_422", "YBR_PARTIAL_420"}
 
 
-def _dataset(sop_class: str = RT_DOSE) -> Dataset:
+def _dataset(sop_class: str = CR_STORAGE) -> Dataset:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.PatientID, ds.Modality = "EDGE-1", "OT"
+    ds.PatientID, ds.Modality = "EDGE-1", "CR"
     return ds
 
 
@@ -142,7 +143,7 @@ def test_every_edge_case_decodes_or_gives_one_line(tmp_path) -> None:
     assert {"pi-MONOCHROME1.dcm", "pi-RGB.dcm", "size1x1.dcm", "bits01-packed.dcm"} <= names
     failed = {files[i].name: e for i, e in decoded.errors.items()}
     assert "multi-frame" in failed["frames3.dcm"] and "too large" in failed["claims-16GiB.dcm"]
-    assert "no image" in failed["report-sr.dcm"]
+    assert failed["report-sr.dcm"] == "not a radiograph: Modality SR"
 
 
 def test_a_file_that_raises_anything_is_its_own_error_row(tmp_path, monkeypatch) -> None:

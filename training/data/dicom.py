@@ -1,8 +1,10 @@
 """DICOM X-rays read as a reading-room viewer shows them: the file found by suffix or marker,
 its frame decoded (at reduced scale where the codec allows), and its pixels put through the
 standard's display chain (training.data.dicom_display). The header is read once, with the
-pixels: the image's `info["dicom"]` carries what rows may keep of it (DicomHeader), so
-training.data.dicom_identity needs no second read of a file that decoded.
+pixels, and judged before they are decoded (training.data.dicom_rules: a CT, a mammogram or a
+For Processing image is refused); the image's `info["dicom"]` carries what rows may keep of it
+(DicomHeader, with the flags its answers carry), so training.data.dicom_identity needs no second
+read of a file that decoded.
 
     img = open_image(path, draft=128, max_pixels=64_000_000)   # any file, as Image.open
 
@@ -23,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from training.data.dicom_display import DicomError, displayed, first_line
+from training.data.dicom_rules import check_header, header_flags, header_text
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -85,8 +88,10 @@ def open_dicom(
     """The radiograph as an 8-bit "L" image (or "RGB" for a colour file) after the display
     chain; `draft` (a side in pixels) lets compressed frames decode at reduced scale and
     shrinks the rest; a file of more than `max_pixels` is refused before decoding. Its
-    `info["dicom"]` is the header's DicomHeader."""
+    `info["dicom"]` is the header's DicomHeader. A header that is not of a chest radiograph
+    (training.data.dicom_rules) is a DicomError before any pixel is decoded."""
     ds = read_dataset(path, header_only=False)
+    check_header(ds)
     img = _frame(ds, draft, max_pixels)
     img.info["dicom"] = header_of(ds)
     return img
@@ -118,19 +123,27 @@ def _frame(ds: Dataset, draft: int | None, max_pixels: int | None) -> Image.Imag
 
 @dataclass(frozen=True)
 class DicomHeader:
-    """What scoring keeps of a header while it scores the file (the ID only in memory)."""
+    """What scoring keeps of a header while it scores the file (the ID only in memory), and
+    what its review flags come from: BodyPartExamined and ViewPosition as written."""
 
     sop_instance_uid: str | None
     patient_id: str | None
+    body_part: str | None = None
+    view_position: str | None = None
 
-
-def header_text(ds: Dataset, keyword: str) -> str | None:
-    """A header value as stripped text; None when absent or empty."""
-    return str(ds.get(keyword, "") or "").strip() or None
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """The review reasons the header raises (training.data.dicom_rules.HEADER_REASONS)."""
+        return header_flags(self.body_part, self.view_position)
 
 
 def header_of(ds: Dataset) -> DicomHeader:
-    return DicomHeader(header_text(ds, "SOPInstanceUID"), header_text(ds, "PatientID"))
+    return DicomHeader(
+        header_text(ds, "SOPInstanceUID"),
+        header_text(ds, "PatientID"),
+        header_text(ds, "BodyPartExamined"),
+        header_text(ds, "ViewPosition"),
+    )
 
 
 def _shrink(img: Image.Image, draft: int) -> Image.Image:

@@ -15,9 +15,13 @@ from dataclasses import dataclass
 
 import torch
 
+from training.data.dicom_rules import HEADER_REASONS
 from training.review.stats import ReviewStats, Scores
 
-REASONS = ("not-cxr", "anomaly", "low-confidence")
+REASONS = ("not-cxr", "anomaly", "low-confidence")  # one a flag line, in flags()' order
+# Every reason a row's review_reasons may hold: the model's, then those a DICOM header raises
+# (training.scoring.answers.merge_header_flags); db.columns.REVIEW_REASONS names the same.
+ALL_REASONS = (*REASONS, *(r for r in HEADER_REASONS if r not in REASONS))
 
 
 def flags(

@@ -1,6 +1,7 @@
 """A chunk's scores as answers: one plain dict per (scorer, file) holding what its prediction
 row stores (the call decided at the scorer's threshold, the kind at its kind threshold, the
-review verdict, the DICOM identity), and one per heatmap. Field names are the row's columns.
+review verdict with the flags of a DICOM header, the DICOM identity), and one per heatmap.
+Field names are the row's columns.
 
 No torch at import: job creation writes the error answers of unreadable folders with it.
 """
@@ -8,6 +9,7 @@ No torch at import: job creation writes the error answers of unreadable folders 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from training.data.data_files import CLASSES, KIND_LABELS
@@ -82,28 +84,49 @@ def _review_fields(scores: ChunkScores, key: str, index: int | None) -> dict[str
     }
 
 
+def merge_header_flags(row: dict[str, Any], flags: Sequence[str]) -> dict[str, Any]:
+    """A scored answer with the review reasons its DICOM header raises (DicomHeader.flags):
+    flagged for review, the reasons after the model's own without repeats, and a review_score
+    of at least 1 (where the model gave one), the line every flag fires at. A model without
+    review statistics leaves the other review fields absent. Error answers are left as they
+    are: nothing was scored to doubt."""
+    if not flags or row["prob"] is None:
+        return row
+    own = (row.get("review_reasons") or "").split(",")
+    reasons = ",".join(dict.fromkeys(r for r in (*own, *flags) if r))
+    merged = row | {"review": True, "review_reasons": reasons}
+    if row.get("review_score") is not None:
+        merged["review_score"] = max(float(row["review_score"]), 1.0)
+    return merged
+
+
 def prediction_answers(
     scorer: Scorer, paths: list[str], truth: list[str | None], scores: ChunkScores
 ) -> list[dict[str, Any]]:
-    """One answer per file and member, plus the ensemble's combined answer beside its members'."""
+    """One answer per file and member, plus the ensemble's combined answer beside its members';
+    a DICOM file's answers carry the flags of the header its decode read (scores.headers)."""
     from training.scoring.ensemble import ensemble_kind_threshold
 
     rows = []
     index = {pos: i for i, pos in enumerate(scores.review_positions)}
     cut = ensemble_kind_threshold(scores.kind_thresholds, scorer.weights)
     for pos, path in enumerate(paths):
+        header = scores.headers.get(pos)
+        flags = header.flags if header is not None else ()
         for m, key in enumerate(scorer.keys):
             prob, error = _checked(float(scores.probs[m, pos]), scores.errors.get(pos))
             viral = (float(scores.viral[m, pos]), scores.kind_thresholds[m] or 0.5)
             row = answer(key, path, prob, scores.thresholds[m], truth[pos], error, viral)
             if scorer.site is not None:
                 row["site_profile_id"] = scorer.site.profile_id
-            rows.append(row | _review_fields(scores, key, index.get(pos)))
+            row |= _review_fields(scores, key, index.get(pos))
+            rows.append(merge_header_flags(row, flags))
         if scores.combined is not None:
             prob, error = _checked(float(scores.combined[pos]), scores.errors.get(pos))
             viral = (float(scores.combined_viral[pos]), cut)
             row = answer(scorer.key, path, prob, scorer.threshold, truth[pos], error, viral)
-            rows.append(row | _review_fields(scores, scorer.key, index.get(pos)))
+            row |= _review_fields(scores, scorer.key, index.get(pos))
+            rows.append(merge_header_flags(row, flags))
     return rows
 
 
