@@ -29,11 +29,19 @@ def compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
-def test_only_flower_publishes_a_port_and_only_on_loopback(compose: dict) -> None:
+def test_only_flower_and_the_dicom_listener_publish_a_port_on_loopback(compose: dict) -> None:
     services = compose["services"]
     assert {"redis", "postgres", "migrate", "worker", "worker-gpu", "flower"} <= set(services)
     published = {name: s["ports"] for name, s in services.items() if "ports" in s}
-    assert published == {"flower": ["127.0.0.1:${FLOWER_PORT:-5555}:5555"]}
+    assert published == {
+        "flower": ["127.0.0.1:${FLOWER_PORT:-5555}:5555"],
+        # Modalities must reach it, so .env may open it; by default it is loopback too.
+        "listen": ["${CXRQ_DICOM_BIND:-127.0.0.1}:${CXRQ_DICOM_PORT:-11112}:11112"],
+    }
+    assert services["listen"]["profiles"] == ["dicom"]  # opt-in
+    # The workers read the spooled instances at the path the listener wrote them.
+    assert "dicom-spool:/spool" in services["worker"]["volumes"]
+    assert services["listen"]["command"] == ["listen", "--spool", "/spool"]
 
 
 def test_base_images_are_variables_with_the_public_images_as_defaults(compose: dict) -> None:

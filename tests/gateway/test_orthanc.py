@@ -145,6 +145,8 @@ def test_storescu_to_listen_to_orthanc_sr_and_sc_in_the_same_study(
         )
     finally:
         listening.stop()
+    log = listening.log.read_text()
+    assert "kept instance" in log and "Doe" not in log and "P-0001" not in log  # UIDs only
     with session_scope() as s:
         rows = {r.sop_instance_uid: r for r in s.scalars(select(Prediction))}
     assert set(rows) == set(sources)
