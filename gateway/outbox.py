@@ -59,20 +59,30 @@ class Built:
     dataset: Dataset
 
 
-def job_results(s: Session, job: Job, wanted: set[str] | None = None) -> list[Built]:
+def job_results(
+    s: Session, job: Job, wanted: set[str] | None = None, why: dict[str, str] | None = None
+) -> list[Built]:
     """Every result object of a job whose inputs were DICOM (of the `wanted` source SOP UIDs
     only, when given): an SR per scored instance, an SC per instance with a stored heatmap.
-    Instances whose file is gone are skipped (logged)."""
+    An instance whose objects cannot be built (its file is gone, its header will not do) is
+    skipped, with the reason in `why` by source SOP UID."""
     rows = [r for r in decisive_rows(s, job).values() if r.sop_instance_uid and r.prob is not None]
     rows.sort(key=lambda r: r.path)
+    why = {} if why is None else why
     built = []
     for number, row in enumerate(rows, start=1):
-        if wanted is not None and row.sop_instance_uid not in wanted:
+        uid = row.sop_instance_uid
+        if wanted is not None and uid not in wanted:
             continue
         if not Path(row.path).is_file():
-            log.warning("job %d: source of %s is no longer spooled", job.id, row.sop_instance_uid)
+            why[uid] = "its source is no longer spooled"
             continue
-        built.extend(_objects(s, job, row, number))
+        try:
+            built.extend(_objects(s, job, row, number))
+        except Exception as exc:  # one source's header must not hold back the others'
+            why[uid] = f"cannot build its results: {type(exc).__name__}: {exc}".splitlines()[0]
+    for uid, reason in why.items():
+        log.warning("job %d: instance %s: %s", job.id, uid, reason)
     return built
 
 
@@ -204,13 +214,14 @@ def _send_batch(
     with session_scope() as s:
         job = s.get(Job, job_id)
         sender_ae = (job.params.get("dicom") or {}).get("sender_ae") or "CXRQ"
-        wanted = {i.source_sop_uid for i in items}
-        built = {(b.what, b.source_sop_uid): b for b in job_results(s, job, wanted)}
+        wanted, why = {i.source_sop_uid for i in items}, {}
+        built = {(b.what, b.source_sop_uid): b for b in job_results(s, job, wanted, why)}
     ready = [(i, built.get((i.what, i.source_sop_uid))) for i in items]
     outcomes: dict[int, tuple[str, str | None]] = {}
     for item, b in ready:
         if b is None:
-            outcomes[item.id] = ("failed", "its source is no longer spooled or scored")
+            reason = why.get(item.source_sop_uid, "its source is no longer scored")
+            outcomes[item.id] = ("failed", reason)
     sendable = [(i, b) for i, b in ready if b is not None]
     try:
         errors = senders(dest, sender_ae).send([b.dataset for _, b in sendable]) if sendable else []

@@ -27,8 +27,9 @@ from pydicom import dcmwrite
 from pydicom.dataset import Dataset
 
 from gateway.overlay_sc import build_sc, heatmap_overlay, overlay_pixels
-from gateway.report_sr import build_sr, sr_facts, sr_mismatches
+from gateway.report_sr import build_sr
 from gateway.result_uids import device_uid, result_uid
+from gateway.sr_facts import sr_facts, sr_mismatches
 
 __all__ = [
     "Answer",

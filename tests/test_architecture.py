@@ -49,6 +49,10 @@ LIGHT = (
     "training.explain.grid",
     "training.explain.overlay",
     "training.scoring.answers",
+    # The DICOM listener process: torch loads only when it scores a study itself (embedded).
+    "gateway.listener",
+    "gateway.outbox",
+    "gateway.results",
 )
 
 

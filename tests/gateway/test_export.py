@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pydicom
 
-from gateway.report_sr import sr_facts
+from gateway.sr_facts import sr_facts
 from tests.conftest import make_xray
 from tests.gateway.nodes import twins
 from tests.helpers import add_tiny_model, job_id_of, run

@@ -196,7 +196,7 @@ def test_no_patient_data_in_any_log_line_or_table(start, sources, tmp_path, capl
 def test_export_writes_the_sr_of_each_scored_instance_and_report_outbox_shows_pending(
     start, sources, tmp_path
 ) -> None:
-    from gateway.report_sr import sr_facts
+    from gateway.sr_facts import sr_facts
     from tests.gateway.nodes import free_port
     from tests.helpers import run
 

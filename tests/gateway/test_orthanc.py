@@ -120,7 +120,7 @@ def study_in_orthanc(pacs: Orthanc, study_uid: str) -> dict[str, list[pydicom.Da
 def test_storescu_to_listen_to_orthanc_sr_and_sc_in_the_same_study(
     orthanc, xrays, model_id, tmp_path
 ) -> None:
-    from gateway.report_sr import sr_facts
+    from gateway.sr_facts import sr_facts
 
     listening = Listening(
         tmp_path, "--model", str(model_id), "--send-to", orthanc.destination, "--explain", "all"

@@ -37,6 +37,7 @@ from gateway.results import (
     sr_mismatches,
     write_results,
 )
+from gateway.sr_facts import ANSWER_FACTS
 
 ROOT = Path(__file__).resolve().parents[2]
 SIDE = 64
@@ -194,22 +195,7 @@ def test_sr_facts_read_back_equal_the_answer(
 ) -> None:
     row = answer(**changes)
     facts = sr_facts(round_trip(build_sr(source, row, 1), tmp_path))
-    for name in (
-        "job_id",
-        "label",
-        "prob",
-        "threshold",
-        "threshold_source",
-        "kind",
-        "prob_viral",
-        "review_reasons",
-        "model_id",
-        "model_name",
-        "model_arch",
-        "weights_sha256",
-        "site",
-        "site_profile_id",
-    ):
+    for name in ANSWER_FACTS:
         assert facts[name] == getattr(row, name), name
     assert facts["source_sop_instance_uid"] == source.SOPInstanceUID
     assert facts["review"] is bool(row.review_reasons)
