@@ -73,6 +73,8 @@ class Listener:
         for study_uid, batch in spooled_studies(self.spool).items():
             log.info("study %s: %d spooled instance(s) left unscored", study_uid, len(batch))
             self._closed(study_uid, batch)
+        if dispatch.is_queued():
+            self._resend_open_jobs()
         self._thread = threading.Thread(target=self._run, name="cxrq-intake", daemon=True)
         self._thread.start()
         cfg = self.config
@@ -130,6 +132,15 @@ class Listener:
         result = dispatch.run_scoring(job_id)
         log.info("job %d %s", job_id, result["state"])
         outbox.deliver_job(job_id)
+
+    def _resend_open_jobs(self) -> None:
+        """Queued mode: a listener stopped between creating a job and queueing it left units no
+        worker was sent; send every open job's waiting units again (a unit runs once however
+        many messages arrive)."""
+        with session_scope() as s:
+            jobs = open_gateway_jobs(s)
+        for job_id in jobs:
+            dispatch.submit(job_id, "score")
 
     def _resume(self) -> None:
         with session_scope() as s:

@@ -59,3 +59,43 @@ def test_a_worker_scores_the_study_and_sends_its_sr_when_the_job_closes(
     finally:
         workers.stop_all()
         pacs.stop()
+
+
+def test_a_job_created_but_never_queued_is_queued_when_the_listener_starts(
+    queued: str,  # noqa: F811
+    tiny_checkpoint: dict,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The listener died between creating a study's job and sending its units."""
+    from gateway import intake
+    from gateway.spool import Spool
+    from gateway.studies import Received
+
+    model_id = add_tiny_model(tiny_checkpoint)
+    spool = Spool(tmp_path / "spool", 10**9)
+    [path] = twins([make_xray(tmp_path / "x.png", True, seed=3)], tmp_path / "twins")
+    ds = pydicom.dcmread(path)
+    copy = spool.tmp / "x.dcm"
+    copy.write_bytes(path.read_bytes())
+    kept = spool.keep(copy, ds.StudyInstanceUID, ds.SOPInstanceUID)
+    item = Received(ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.StudyInstanceUID, "", kept, 1, "M")
+    with monkeypatch.context() as patch:
+        patch.setattr(intake.dispatch, "submit", lambda *_: None)  # the crash: nothing sent
+        job_id = intake.submit_study(ds.StudyInstanceUID, [item], IntakeConfig(str(model_id)))
+    workers = Workers(tmp_path)
+    workers.start(queues="score")
+    listener = Listener(ListenConfig(tmp_path / "spool", host="127.0.0.1", port=0))
+    listener.start()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            with session_scope() as s:
+                state = s.get(Job, job_id).state
+            if state == "succeeded" or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert state == "succeeded", workers.logs()
+    finally:
+        listener.stop()
+        workers.stop_all()
