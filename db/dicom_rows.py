@@ -49,18 +49,34 @@ def record_instances(session: Session, job_id: int, instances: Iterable[dict[str
 def taken(session: Session, sop_uids: Sequence[str]) -> set[str]:
     """Of these SOP instance UIDs, those a job already took and that need no new job: its job is
     open, or ended with a row for the instance (scored or an error row)."""
-    if not sop_uids:
-        return set()
     row_for_it = exists().where(
         Prediction.job_id == DicomInstance.job_id, Prediction.path == DicomInstance.path
     )
     job_open = exists().where(Job.id == DicomInstance.job_id, Job.state.not_in(FINAL_STATES))
-    query = select(DicomInstance.sop_instance_uid).where(
-        DicomInstance.sop_instance_uid.in_(list(sop_uids)),
-        DicomInstance.job_id.is_not(None),
-        or_(job_open, row_for_it),
-    )
-    return set(session.scalars(query))
+    found: set[str] = set()
+    uids = list(sop_uids)
+    for start in range(0, len(uids), 500):  # a restart may ask about a whole spool
+        query = select(DicomInstance.sop_instance_uid).where(
+            DicomInstance.sop_instance_uid.in_(uids[start : start + 500]),
+            DicomInstance.job_id.is_not(None),
+            or_(job_open, row_for_it),
+        )
+        found.update(session.scalars(query))
+    return found
+
+
+def spooled_again(session: Session, sop_uids: Sequence[str]) -> None:
+    """Instances sent again after retention removed their file: the file is back, so retention
+    will remove it again."""
+    if sop_uids:
+        session.execute(
+            update(DicomInstance)
+            .where(
+                DicomInstance.sop_instance_uid.in_(list(sop_uids)),
+                DicomInstance.deleted_at.is_not(None),
+            )
+            .values(deleted_at=None)
+        )
 
 
 def open_gateway_jobs(session: Session) -> list[int]:

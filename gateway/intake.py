@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from db.dicom_rows import record_instances, taken
+from db.dicom_rows import record_instances, spooled_again, taken
 from db.session import session_scope
 from gateway.spool import SUFFIX, Spool
 from gateway.studies import Received
@@ -54,6 +54,7 @@ def submit_study(study_uid: str, batch: list[Received], config: IntakeConfig) ->
     queued mode. Returns the job id, or None when every instance was taken before."""
     with session_scope() as s:
         already = taken(s, [r.sop_instance_uid for r in batch])
+        spooled_again(s, sorted(already))
     fresh = [r for r in batch if r.sop_instance_uid not in already]
     if len(fresh) < len(batch):
         log.info("study %s: %d instance(s) already scored", study_uid, len(batch) - len(fresh))
