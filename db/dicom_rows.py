@@ -29,8 +29,6 @@ from db.schema import (
 )
 from db.scoring import scorer_ref
 
-OUTBOX_STATES = ("pending", "sent", "failed")
-
 
 def record_instances(session: Session, job_id: int, instances: Iterable[dict[str, Any]]) -> None:
     """Mark instances as taken by a job: new ones are added, known ones move to this job."""
@@ -90,11 +88,6 @@ def open_gateway_jobs(session: Session) -> list[int]:
     return sorted(session.scalars(query))
 
 
-def job_instances(session: Session, job_id: int) -> list[DicomInstance]:
-    query = select(DicomInstance).where(DicomInstance.job_id == job_id)
-    return list(session.scalars(query.order_by(DicomInstance.id)))
-
-
 def scorer_facts(session: Session, job: Job) -> dict[str, Any]:
     """Who decided the job's calls, as a result object names it: id, name, arch, weights hash."""
     ref = scorer_ref(session, job)
@@ -141,12 +134,6 @@ def due_items(session: Session, now: datetime | None = None, job_id: int | None 
     if job_id is not None:
         query = query.where(OutboxItem.job_id == job_id)
     return list(session.scalars(query.order_by(OutboxItem.id)))
-
-
-def next_due(session: Session) -> datetime | None:
-    """When the earliest pending item is due (None: nothing pending)."""
-    query = select(OutboxItem.next_attempt_at).where(OutboxItem.state == "pending")
-    return session.scalar(query.order_by(OutboxItem.next_attempt_at).limit(1))
 
 
 def claim_item(session: Session, item: OutboxItem, hold_s: float) -> bool:

@@ -119,8 +119,9 @@ class Listener:
                     self._resume()
                 if now - last_sweep > 5 * TICK_S:
                     last_sweep = now
-                    outbox.queue_ended()
-                    outbox.deliver()
+                    if self.config.intake.destinations:
+                        outbox.queue_ended()
+                        outbox.deliver()
                     self._expire_spool()
             except Exception:  # the intake thread must outlive any one study's failure
                 log.exception("intake failed; it goes on with the next study")

@@ -29,7 +29,6 @@ from db.dicom_rows import (
     unqueued_jobs,
 )
 from db.schema import FINAL_STATES, Job, OutboxItem, Prediction, SiteProfile, utcnow
-from db.scoring import scorer_ref
 from db.session import session_scope
 from gateway.senders import Sender, Unreachable, sender_for
 
@@ -89,17 +88,14 @@ def job_results(
 def _objects(s: Session, job: Job, row: Prediction, number: int) -> list[Built]:
     import pydicom
 
-    from gateway.results import build_sc, build_sr, overlay_pixels
+    from gateway.results import build_sc, build_sr, heatmap_overlay
 
     source = pydicom.dcmread(row.path, stop_before_pixels=True, force=True)
     answer = _answer(s, job, row)
     found = [Built("sr", row.sop_instance_uid, build_sr(source, answer, number))]
     heatmap = heatmap_of(s, job.id, row.scorer, row.path)
     if heatmap is not None:
-        from training.explain.grid import decode_grid
-
-        grid = decode_grid(heatmap.grid, heatmap.height, heatmap.width)
-        pixels = overlay_pixels(row.path, grid, heatmap.height, heatmap.width, heatmap.crop)
+        pixels = heatmap_overlay(row.path, heatmap)
         found.append(Built("sc", row.sop_instance_uid, build_sc(source, pixels, answer, number)))
     return found
 
@@ -263,13 +259,8 @@ def deliver_job(job_id: int) -> dict[str, int]:
 
 def job_results_to(job_id: int, folder: Path) -> list[Path]:
     """`cxrq export JOB --dicom DIR`: write the job's result objects as <SOP Instance UID>.dcm."""
-    folder.mkdir(parents=True, exist_ok=True)
+    from gateway.results import write_results
+
     with session_scope() as s:
-        job = s.get(Job, job_id)
-        scorer_ref(s, job)  # a job that is not a score job fails here, before any file
-        written = []
-        for b in job_results(s, job):
-            path = folder / f"{b.dataset.SOPInstanceUID}.dcm"
-            b.dataset.save_as(path, enforce_file_format=True)
-            written.append(path)
-    return written
+        built = job_results(s, s.get(Job, job_id))
+    return write_results([b.dataset for b in built], folder) if built else []

@@ -66,7 +66,6 @@ class Receiver:
 
     def __init__(self, spool: Spool, studies: Studies, limits: ReceiverLimits) -> None:
         self.spool, self.studies, self.limits = spool, studies, limits
-        self.counts = {"kept": 0, "refused": 0}
 
     def application_entity(self, ae_title: str) -> AE:
         from pynetdicom import AE, _config
@@ -115,7 +114,6 @@ class Receiver:
         except Exception as exc:
             log.warning("refused an instance: %s (0xC000)", type(exc).__name__)
             status = CANNOT_UNDERSTAND
-        self.counts["kept" if status == SUCCESS else "refused"] += 1
         return status
 
     def _store(self, received: Path, event: Any) -> int:

@@ -25,9 +25,10 @@ class SpoolFull(OSError):
     """The spool cannot take this instance: over its limit, or the disk is full."""
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make a rename or a new file in `folder` durable (POSIX: the directory entry itself)."""
-    fd = os.open(folder, os.O_RDONLY)
+def fsync_path(path: Path) -> None:
+    """Make a file's data, or a folder's entries (a rename, a new file), durable. Any descriptor
+    flushes a file's data: the receiver may still hold its own open."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -55,10 +56,6 @@ class Spool:
     def path_for(self, study_uid: str, sop_uid: str) -> Path:
         return self.root / _safe_uid(study_uid) / f"{_safe_uid(sop_uid)}{SUFFIX}"
 
-    @property
-    def used_bytes(self) -> int:
-        return self._bytes
-
     def clear_tmp(self) -> int:
         """Remove what an interrupted receive left in tmp/ (never acknowledged); returns count."""
         stale = [p for p in self.tmp.iterdir() if p.is_file()]
@@ -80,13 +77,13 @@ class Spool:
                 raise SpoolFull(errno.ENOSPC, f"spool over its limit of {self.max_bytes:,} bytes")
             self._bytes += size - old
         try:
-            _fsync_file(received)
+            fsync_path(received)
             new_folder = not final.parent.exists()
             final.parent.mkdir(exist_ok=True)
             os.replace(received, final)
-            fsync_dir(final.parent)
+            fsync_path(final.parent)
             if new_folder:
-                fsync_dir(self.root)
+                fsync_path(self.root)
         except OSError as exc:
             with self._lock:
                 self._bytes -= size - old
@@ -112,12 +109,3 @@ class Spool:
             self._bytes -= size
         if path.parent != self.root and not any(path.parent.iterdir()):
             shutil.rmtree(path.parent, ignore_errors=True)
-
-
-def _fsync_file(path: Path) -> None:
-    # Any descriptor flushes the file's data: the receiver may still hold its own open.
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -81,11 +81,6 @@ class Studies:
             closing, self._open = list(self._open.items()), {}
         self._close(closing)
 
-    @property
-    def open_count(self) -> int:
-        with self._lock:
-            return len(self._open)
-
     def _close(self, closing: list[tuple[str, _Open]]) -> None:
         for uid, study in closing:
             self._on_close(uid, list(study.items.values()))
