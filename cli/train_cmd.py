@@ -179,9 +179,10 @@ def _train(
     if queued:
         dispatch.check_broker()  # before any row exists: nothing half-written
     else:  # trained here: refuse a precision this machine cannot run before any row exists
-        from training.fitting.precision import check_precision, training_device
+        from training.fitting.precision import check_precision
+        from worker.device import process_device
 
-        check_precision(config, training_device())
+        check_precision(config, process_device())
     job_id = create_train_job(TrainParams(config, str(Path(data_dir).resolve()), name)).id
     click.echo(f"job {job_id}: train {config.arch} ({config.preset} preset)")
     if queued:

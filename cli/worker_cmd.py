@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 
 import click
@@ -11,10 +12,12 @@ import click
 from cli.errors import friendly_errors
 
 
-def worker_argv(queues: str, concurrency: int, loglevel: str = "INFO") -> list[str]:
+def worker_argv(
+    queues: str, concurrency: int, loglevel: str = "INFO", device: str | None = None
+) -> list[str]:
     """`cxrq worker` run by this interpreter, as tests and benchmarks start their workers."""
     cli = [sys.executable, "-c", "from cli.main import cli; cli()"]
-    return [
+    argv = [
         *cli,
         "worker",
         "--queues",
@@ -24,6 +27,25 @@ def worker_argv(queues: str, concurrency: int, loglevel: str = "INFO") -> list[s
         "--loglevel",
         loglevel,
     ]
+    return argv + (["--device", device] if device else [])
+
+
+def check_device(spec: str) -> str:
+    """The spec, checked where it will run: a CUDA device is looked for in a short child
+    process, because CUDA touched in this process before the pool forks breaks the children."""
+    from training.devices import check_device_spec
+
+    spec = check_device_spec(spec)
+    if not spec.startswith("cuda"):
+        return spec
+    probe = "from training.devices import resolve_device as r; import sys; r(sys.argv[1])"
+    done = subprocess.run(
+        [sys.executable, "-c", probe, spec], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or ["the device check failed"]
+        raise click.UsageError(lines[-1].split(": ", 1)[-1])
+    return spec
 
 
 @click.command()
@@ -40,20 +62,32 @@ def worker_argv(queues: str, concurrency: int, loglevel: str = "INFO") -> list[s
     show_default=True,
     help="parallel tasks in this worker (processes)",
 )
+@click.option(
+    "--device",
+    default=None,
+    help="torch device of every pool process: auto, cpu, cuda or cuda:N "
+    "[default: CXRQ_DEVICE, else auto: the first GPU, else the CPU]",
+)
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(queues: str, concurrency: int, loglevel: str) -> None:
+def worker(queues: str, concurrency: int, device: str | None, loglevel: str) -> None:
     """Consume queued jobs until stopped (needs CXRQ_BROKER_URL and CXRQ_DATABASE_URL).
 
     Every worker also sends again the work of workers that died (their leases ran out) and
     messages a restarted broker lost, and closes jobs that are over.
 
     Example: CXRQ_BROKER_URL=redis://localhost:6379/0 cxrq worker --queues score --concurrency 2
+
+    On a machine with several GPUs run one worker per GPU: `cxrq worker --device cuda:1`.
     """
     names = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = set(names) - {"train", "score"}
     if unknown or not names:
         raise click.UsageError(f"unknown queue(s) {', '.join(sorted(unknown))}; use train, score")
     with friendly_errors():
+        from db.settings import get_settings
+
+        # Pool processes read CXRQ_DEVICE and resolve it after the fork.
+        os.environ["CXRQ_DEVICE"] = check_device(device or get_settings().device)
         from db.session import connect_or_raise, get_engine
         from worker import dispatch
 

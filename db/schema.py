@@ -238,6 +238,8 @@ class WorkUnit(Base):
     sends: Mapped[int] = mapped_column(default=0)  # messages sent for it (1 unless re-sent)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Where the last claim ran it ("cpu", "cuda:0"): a job's chunks run on several workers.
+    device: Mapped[str | None] = mapped_column(String(16))
 
 
 class DicomInstance(Base):

@@ -8,6 +8,7 @@
 | CXRQ_CACHE_DIR | <user cache dir> | local cache of model weights and decoded images |
 | CXRQ_TORCH_THREADS | cores / worker concurrency | torch threads per worker pool process |
 | CXRQ_WORKER_CONCURRENCY | 1 | pool processes of this worker (`cxrq worker` sets it for them) |
+| CXRQ_DEVICE | auto (first GPU, else CPU) | torch device of training and scoring: cpu, cuda:N |
 | CXRQ_PATIENT_SALT | unset (no patient hash) | key of the salted hash of a DICOM file's PatientID |
 | CXRQ_VISIBILITY_TIMEOUT | 14400 (4 h) | seconds before the broker redelivers an unacked task |
 | CXRQ_LEASE_SECONDS | 30 | a unit of work whose lease is not renewed for this long is re-sent |
@@ -44,6 +45,8 @@ class Settings:
     lease_seconds: float
     worker_concurrency: int
     torch_threads: int | None  # None: the cores shared out between the pool processes
+    # auto | cpu | cuda | cuda:N; resolved in the process that runs torch (training.devices)
+    device: str
     # None: rows keep no patient hash, since an unsalted hash of a short hospital number is
     # undone by trying them all.
     patient_salt: str | None
@@ -64,6 +67,7 @@ def get_settings() -> Settings:
         lease_seconds=float(os.environ.get("CXRQ_LEASE_SECONDS") or 30),
         worker_concurrency=int(os.environ.get("CXRQ_WORKER_CONCURRENCY") or 1),
         torch_threads=int(threads) if (threads := os.environ.get("CXRQ_TORCH_THREADS")) else None,
+        device=(os.environ.get("CXRQ_DEVICE") or "auto").strip(),
         patient_salt=os.environ.get("CXRQ_PATIENT_SALT") or None,
     )
 

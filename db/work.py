@@ -47,8 +47,11 @@ def mark_sent(session: Session, ids: list[int], now: datetime | None = None) -> 
         )
 
 
-def claim(session: Session, unit_id: int, token: str, lease_s: float) -> WorkUnit | None:
-    """Take the unit's lease if nobody holds a live one and it isn't done; None otherwise."""
+def claim(
+    session: Session, unit_id: int, token: str, lease_s: float, device: str | None = None
+) -> WorkUnit | None:
+    """Take the unit's lease if nobody holds a live one and it isn't done; None otherwise.
+    `device` records where the claimer runs it."""
     now = utcnow()
     won = session.execute(
         update(WorkUnit)
@@ -57,7 +60,12 @@ def claim(session: Session, unit_id: int, token: str, lease_s: float) -> WorkUni
             WorkUnit.state != "done",
             or_(WorkUnit.lease_until.is_(None), WorkUnit.lease_until < now),
         )
-        .values(state="running", owner=token, lease_until=now + timedelta(seconds=lease_s))
+        .values(
+            state="running",
+            owner=token,
+            lease_until=now + timedelta(seconds=lease_s),
+            device=device,
+        )
     ).rowcount
     return session.get(WorkUnit, unit_id) if won else None
 

@@ -84,6 +84,9 @@ def _fresh_child(**_: object) -> None:
     settings = get_settings()
     default = max(1, (os.cpu_count() or 1) // settings.worker_concurrency)
     torch.set_num_threads(settings.torch_threads or default)
+    from worker.device import process_device
+
+    process_device()  # CXRQ_DEVICE resolved here, in the child; logged once
 
 
 _reaper_stop = threading.Event()

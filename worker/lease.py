@@ -48,12 +48,13 @@ class Lease:
 
 
 @contextmanager
-def hold(unit_id: int) -> Iterator[Lease | None]:
-    """The unit's lease for the duration of the block, or None when it can't be had."""
+def hold(unit_id: int, device: str | None = None) -> Iterator[Lease | None]:
+    """The unit's lease for the duration of the block, or None when it can't be had;
+    `device` ("cpu", "cuda:0") is recorded on the unit as where it runs."""
     seconds = get_settings().lease_seconds
     token = work.new_token(worker_name())
     with session_scope() as s:
-        unit = work.claim(s, unit_id, token, seconds)
+        unit = work.claim(s, unit_id, token, seconds, device)
         lease = unit and Lease(unit_id, unit.job_id, list(unit.paths), token, seconds)
     if lease is None:
         yield None

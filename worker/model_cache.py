@@ -12,6 +12,7 @@ from db.session import session_scope
 from db.settings import get_settings
 from training.models.checkpoint import ModelBundle, from_bytes, sha256
 from training.scoring.inference import fold_batchnorm
+from worker.device import process_device
 
 _loaded: dict[str, ModelBundle] = {}
 
@@ -41,8 +42,9 @@ def _write_cached(sha: str, data: bytes) -> None:
 
 
 def _servable(bundle: ModelBundle) -> ModelBundle:
-    """Served models only ever run inference: batch norms folded into their convolutions."""
-    bundle.model = fold_batchnorm(bundle.model)
+    """Served models only ever run inference: batch norms folded into their convolutions, on
+    this process's device (one device per process, so the cache needs no device key)."""
+    bundle.model = fold_batchnorm(bundle.model).to(process_device())
     return bundle
 
 

@@ -7,6 +7,7 @@ re-sent unit never doubles a row.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from db.schema import FINAL_STATES, utcnow
@@ -17,9 +18,12 @@ from db.store import get_job
 from training.data.data_files import folder_label
 from training.scoring.answers import NOT_SCORED, failed_answers
 from training.scoring.chunk import score_chunk
+from worker.device import process_device_name
 from worker.jobs import ScoreParams
 from worker.lease import hold
 from worker.scorers import serving_scorer
+
+log = logging.getLogger(__name__)
 
 
 def _start_or_skip(job_id: int) -> tuple[ScorerRef, ScoreParams] | None:
@@ -36,13 +40,15 @@ def _start_or_skip(job_id: int) -> tuple[ScorerRef, ScoreParams] | None:
 
 def score_unit(unit_id: int) -> int:
     """Score one unit's images and store their rows; returns how many images (0: skipped)."""
-    with hold(unit_id) as lease:
+    device = process_device_name()
+    with hold(unit_id, device) as lease:
         if lease is None:  # done already, or another worker holds it now
             return 0
         started = _start_or_skip(lease.job_id)
         if started is None:
             return 0
         ref, params = started
+        log.info("job %d unit %d: %d images on %s", lease.job_id, unit_id, len(lease.paths), device)
         salt = get_settings().patient_salt
         answers = score_chunk(
             serving_scorer(ref), lease.paths, Path(params.folder), params.explain, salt

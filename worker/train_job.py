@@ -7,6 +7,7 @@ whose lease was given away (its worker looked dead) stops instead of storing a s
 
 from __future__ import annotations
 
+import logging
 import traceback
 
 from db import work
@@ -14,15 +15,19 @@ from db.schema import Job, utcnow
 from db.session import DatabaseError, session_scope
 from db.store import finish_job, get_job, mark_running, save_evaluation, save_model
 from training.data.data_files import find_splits
+from training.devices import describe, device_name
 from training.fitting.config import TrainConfig, make_config
 from training.fitting.errors import TrainingCancelled
 from training.fitting.fit import TrainResult, fit
 from training.models.checkpoint import sha256, to_bytes
 from training.models.registry import UnknownModelError, list_models
+from worker.device import process_device, process_device_name
 from worker.jobs import TrainParams
 from worker.lease import Lease, hold
 from worker.progress import JobProgress, ProgressFn
 from worker.retry import with_db_retry
+
+log = logging.getLogger(__name__)
 
 
 class LeaseLost(RuntimeError):
@@ -91,7 +96,7 @@ def run_training_job(
     job_id: int, echo: ProgressFn | None = None, unit_id: int | None = None
 ) -> int | None:
     """Train the model a job row describes; returns the new model id (None if not succeeded)."""
-    with hold(unit_id or ensure_unit(job_id)) as lease:
+    with hold(unit_id or ensure_unit(job_id), process_device_name()) as lease:
         if lease is None:  # trained already, or a live worker is training it now
             return None
         return _train(job_id, lease, echo)
@@ -107,11 +112,15 @@ def _train(job_id: int, lease: Lease, echo: ProgressFn | None) -> int | None:
             finish_job(job_id, "cancelled", "cancelled before it started")
         return None
     config = params.config
-    mark_running(job_id, message=f"training {config.arch}")
+    device = process_device()
+    mark_running(job_id, message=f"training {config.arch} on {device_name(device)}")
+    log.info("job %d: training %s on %s", job_id, config.arch, describe(device))
     try:
-        result = fit(
-            config, params.data, JobProgress(job_id, echo), lambda: _should_stop(job_id, lease)
-        )
+
+        def stop() -> bool:
+            return _should_stop(job_id, lease)
+
+        result = fit(config, params.data, JobProgress(job_id, echo), stop, device)
         name = params.name or config.arch
         return with_db_retry(lambda: _store(job_id, name, config, result, lease))
     except (TrainingCancelled, LeaseLost) as exc:

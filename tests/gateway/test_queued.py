@@ -52,13 +52,20 @@ def test_a_worker_scores_the_study_and_sends_its_sr_when_the_job_closes(
         while len(pacs.post("/tools/find", query)) != 2:
             assert time.monotonic() < deadline, workers.logs()
             time.sleep(0.5)
+        # The worker records "sent" just after the PACS answers, so the rows may lag a moment.
+        while (states := _outbox_states()) != ["sent", "sent"] and time.monotonic() < deadline:
+            time.sleep(0.2)
         with session_scope() as s:
             [job] = s.scalars(select(Job).where(Job.kind == "score")).all()
-            states = [i.state for i in s.scalars(select(OutboxItem))]
-        assert job.state == "succeeded" and states == ["sent", "sent"]
+        assert job.state == "succeeded" and states == ["sent", "sent"], workers.logs()
     finally:
         workers.stop_all()
         pacs.stop()
+
+
+def _outbox_states() -> list[str]:
+    with session_scope() as s:
+        return [i.state for i in s.scalars(select(OutboxItem))]
 
 
 def test_a_job_created_but_never_queued_is_queued_when_the_listener_starts(

@@ -40,15 +40,16 @@ def balance_with_flips(labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, t
 
 
 def apply_flips(batch: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-    """Flip each image of an (N, C, H, W) batch by its code; returns a new tensor."""
-    out = batch.clone()
-    h = (flip == 1) | (flip == 3)
-    v = (flip == 2) | (flip == 3)
-    if h.any():
-        out[h] = out[h].flip(-1)
-    if v.any():
-        out[v] = out[v].flip(-2)
-    return out
+    """Flip each image of an (N, C, H, W) batch by its code; returns a new tensor. Selects
+    with `where`, not a mask, so a batch on a GPU never waits for the host."""
+    flip = flip.to(batch.device, non_blocking=True).view(-1, 1, 1, 1)
+    out = torch.where((flip == 1) | (flip == 3), batch.flip(-1), batch)
+    return torch.where((flip == 2) | (flip == 3), out.flip(-2), out)
+
+
+def _on(values: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+    """Per-image values drawn on the host, sent to the batch's device without a wait."""
+    return values.to(device=batch.device, dtype=batch.dtype, non_blocking=True)
 
 
 def _uniform(n: int, low: float, high: float, gen: torch.Generator | None) -> torch.Tensor:
@@ -80,7 +81,7 @@ def random_affine(
     theta = torch.stack(
         [torch.stack([cos, -sin, shift[0]], 1), torch.stack([sin, cos, shift[1]], 1)], 1
     )
-    theta = theta.to(dtype=batch.dtype, device=batch.device)
+    theta = _on(theta, batch)
     grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
     return F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -92,8 +93,8 @@ def random_jitter(
     if brightness <= 0 and contrast <= 0:
         return batch
     n = batch.shape[0]
-    b = _uniform(n, 1 - brightness, 1 + brightness, generator).view(n, 1, 1, 1).to(batch)
-    c = _uniform(n, 1 - contrast, 1 + contrast, generator).view(n, 1, 1, 1).to(batch)
+    b = _on(_uniform(n, 1 - brightness, 1 + brightness, generator).view(n, 1, 1, 1), batch)
+    c = _on(_uniform(n, 1 - contrast, 1 + contrast, generator).view(n, 1, 1, 1), batch)
     mean = batch.mean(dim=(1, 2, 3), keepdim=True)
     return ((batch - mean) * c + mean * b).clamp_(0.0, 1.0)
 
@@ -108,15 +109,25 @@ def random_photometric(
         return batch
     n = batch.shape[0]
     shape = (n, 1, 1, 1)
-    gamma = torch.exp(_uniform(n, -strength, strength, generator)).view(shape).to(batch)
+    gamma = _on(torch.exp(_uniform(n, -strength, strength, generator)).view(shape), batch)
     x = batch.clamp(min=1e-6).pow(gamma)
     blurred = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
     # amount < 0 blurs towards the 3x3 mean (at most fully), > 0 sharpens (unsharp mask).
     amount = _uniform(n, -2 * strength, 2 * strength, generator).clamp(min=-1.0)
-    x = x + amount.view(shape).to(batch) * (x - blurred)
-    sigma = _uniform(n, 0.0, 0.1 * strength, generator).view(shape).to(batch)
-    noise = torch.randn(x.shape, generator=generator).to(batch)
-    return (x + sigma * noise).clamp_(0.0, 1.0)
+    x = x + _on(amount.view(shape), batch) * (x - blurred)
+    sigma = _on(_uniform(n, 0.0, 0.1 * strength, generator).view(shape), batch)
+    return (x + sigma * _noise(x, generator)).clamp_(0.0, 1.0)
+
+
+def _noise(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard normal noise shaped like x, drawn where x lives: on a GPU from a device
+    generator seeded from the host one (still one stream per seed), since drawing a batch of
+    224-px noise on the host and copying it would cost more than the training step."""
+    if x.device.type == "cpu" or generator is None:
+        return torch.randn(x.shape, generator=generator).to(x)
+    seed = int(torch.randint(2**62, (1,), generator=generator))
+    device_gen = torch.Generator(device=x.device).manual_seed(seed)
+    return torch.randn(x.shape, generator=device_gen, device=x.device, dtype=x.dtype)
 
 
 def balanced_sample(labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

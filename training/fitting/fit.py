@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from torch import nn
 
 from training.data.augment import balanced_sample
 from training.data.preprocess import Normalizer
+from training.devices import prepare, resolve_device
 from training.fitting.config import TrainConfig
 from training.fitting.errors import TrainingCancelled
 from training.fitting.loop import (
@@ -67,18 +68,25 @@ def fit(
     data_root: str | Path,
     progress: ProgressFn | None = None,
     should_cancel: CancelFn | None = None,
+    device: torch.device | None = None,
 ) -> TrainResult:
-    """Train `config.arch` on data_root's train split; score validation (and test/ if present)."""
+    """Train `config.arch` on data_root's train split; score validation (and test/ if present).
+
+    `device` defaults to the first GPU, else the CPU. The split, the batch order and the
+    checkpoint are the same on every device: only the arithmetic differs."""
     started = time.perf_counter()
+    device = device or resolve_device("auto")
+    prepare(device)
     gen = seed_everything(config.run_seed)
     data = load_data(config, data_root)
     plan = balance_plan(config, data.train.labels)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = create_model(config.arch, config.img_size, config.pretrained, config.kind_head)
     norm = normalizer_for(config.arch)
     model = model.to(device, memory_format=torch.channels_last)
     report = progress or (lambda done, total, msg: None)
-    epochs = _train_epochs(model, data, plan, norm, config, gen, report, should_cancel)
+    # The decoded uint8 cache goes to the device once: batches and augmentation stay there.
+    on_device = replace(data, train=data.train.to(device))
+    epochs = _train_epochs(model, on_device, plan, norm, config, gen, report, should_cancel)
     model = model.cpu().eval()
     bundle = _bundle(model, data, norm, config)
     val_scores, test_scores, info = _score(model, data, bundle, config, epochs)
@@ -107,8 +115,9 @@ def _train_epochs(
         if should_cancel and should_cancel():
             raise TrainingCancelled(f"cancelled before epoch {epoch + 1}")
 
-        def on_batch(b: int, n: int, loss: float, epoch: int = epoch) -> None:
-            label = f"epoch {epoch + 1}/{config.epochs} loss {loss:.3f}"
+        def on_batch(b: int, n: int, loss: float | None, epoch: int = epoch) -> None:
+            label = f"epoch {epoch + 1}/{config.epochs}"
+            label += "" if loss is None else f" loss {loss:.3f}"
             report(epoch * batches + b, config.epochs * batches, label)
 
         if config.balance == "sample":

@@ -24,13 +24,14 @@ def loss_function(config: TrainConfig, labels: torch.Tensor) -> nn.Module:
 
 
 def kind_loss_function(config: TrainConfig, kinds: torch.Tensor) -> nn.Module:
-    """BCE of P(VIRAL | PNEUMONIA), summed: `combined_loss` divides by the whole batch, so a
-    pneumonia of known kind weighs what its binary term does (with the 3-way head, the two
-    terms add up to its cross-entropy). balance="weight" weighs viral and bacterial alike."""
+    """BCE of P(VIRAL | PNEUMONIA) per image: `combined_loss` sums it over the pneumonias of
+    known kind and divides by the whole batch, so such a pneumonia weighs what its binary term
+    does (with the 3-way head, the two terms add up to its cross-entropy). balance="weight"
+    weighs viral and bacterial alike."""
     if config.balance != "weight":
-        return nn.BCEWithLogitsLoss(reduction="sum")
+        return nn.BCEWithLogitsLoss(reduction="none")
     n_viral = (kinds == 1).sum().clamp(min=1)
-    return nn.BCEWithLogitsLoss(reduction="sum", pos_weight=(kinds == 0).sum() / n_viral)
+    return nn.BCEWithLogitsLoss(reduction="none", pos_weight=(kinds == 0).sum() / n_viral)
 
 
 def combined_loss(
@@ -44,6 +45,8 @@ def combined_loss(
     logit, viral_logit = split_logits(out.float())
     loss = loss_fn(logit, target)
     if viral_logit is not None:
-        known = kinds >= 0
-        loss = loss + kind_loss_fn(viral_logit[known], kinds[known].float()) / kinds.numel()
+        # A mask, not a selection: selecting would make a GPU wait for the count every batch.
+        per_image = kind_loss_fn(viral_logit, kinds.clamp(min=0).to(viral_logit.dtype))
+        known = torch.where(kinds >= 0, per_image, torch.zeros_like(per_image))
+        loss = loss + known.sum() / kinds.numel()
     return loss

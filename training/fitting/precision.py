@@ -63,8 +63,3 @@ def check_precision(config: TrainConfig, device: torch.device) -> None:
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of the run on `device`, or None for plain float32."""
     return DTYPES[precision_used(config, device)]
-
-
-def training_device() -> torch.device:
-    """The device fit() trains on: the GPU where there is one, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

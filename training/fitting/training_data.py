@@ -35,6 +35,14 @@ class DecodedSplit:
         if self.kinds is None:
             self.kinds = torch.full_like(self.labels, -1)
 
+    def to(self, device: torch.device) -> DecodedSplit:
+        """The same split with its tensors on `device` (itself when they are there already)."""
+        if self.images.device == device:
+            return self
+        moved = (t.to(device) for t in (self.images, self.labels, self.kinds))
+        images, labels, kinds = moved
+        return DecodedSplit(images, labels, self.dropped, kinds)
+
     @classmethod
     def decode(
         cls, items: list[LabeledImage], size: int, equalize: str = "none", crop: float = 1.0
