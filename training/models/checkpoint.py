@@ -40,6 +40,11 @@ class ModelBundle:
     kind_threshold: float = 0.5  # VIRAL when P(VIRAL | PNEUMONIA) >= this
     review: ReviewStats | None = None  # when not to trust a call; None for older models
 
+    @property
+    def model_device(self) -> torch.device:
+        """Where the model's weights are (the device it scores on)."""
+        return next(self.model.parameters()).device
+
     def header(self) -> dict[str, Any]:
         return {
             "arch": self.arch,

@@ -9,14 +9,14 @@ error by position; the other files are answered.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 
 from training.data.dicom import DicomHeader, first_line
-from training.data.preprocess import decode_many
+from training.data.preprocess import DecodedBatch, decode_many, stream_decode
 from training.models.checkpoint import ModelBundle
 from training.review.features import feature_tap
 from training.scoring.inference import predict_outputs, probabilities
@@ -61,6 +61,10 @@ def _outputs(
     return prob, viral, review, maps
 
 
+# Images per GPU batch: small enough that a 256-image unit is four batches, so decoding the
+# next overlaps scoring this one; big enough to keep the card busy at 64-224 px.
+GPU_BATCH = 64
+
 MODEL_FAILED = "cannot score image: "  # error prefix of an image the model failed on alone
 
 Outputs = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]
@@ -103,6 +107,27 @@ def _concat(parts: list[Outputs], explain: bool) -> Outputs:
     return fields[0], fields[1], fields[2], fields[3]
 
 
+def _decoded(
+    paths: Sequence[str | os.PathLike],
+    size: int,
+    equalize: str,
+    crop: float,
+    batch_size: int,
+    on_gpu: bool,
+) -> Iterator[tuple[int, DecodedBatch]]:
+    """(start, decoded batch) over the files. With a model on a GPU, decoding streams on every
+    core this process has (the GPU leaves torch's CPU threads idle) into pinned batches of
+    GPU_BATCH while the card scores the one before; on a CPU the cores are the model's, so
+    each batch is decoded and then scored."""
+    if not on_gpu:
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start : start + batch_size]
+            yield start, decode_many(chunk, size, equalize_mode=equalize, crop=crop)
+        return
+    threads = max(torch.get_num_threads(), 1)
+    yield from stream_decode(paths, size, GPU_BATCH, threads, equalize, crop, pin=True)
+
+
 def score_files_multi(
     bundles: Sequence[ModelBundle],
     paths: Sequence[str | os.PathLike],
@@ -111,7 +136,7 @@ def score_files_multi(
 ) -> FileScores:
     """P(PNEUMONIA), P(VIRAL | PNEUMONIA), review scores and (with `explain`) heatmaps of
     several models on the same files. Each file is decoded once per input size, contrast
-    mapping and crop."""
+    mapping and crop; `batch_size` is the CPU's decode batch (a GPU's is GPU_BATCH)."""
     shape = (len(bundles), len(paths))
     nan = float("nan")
     result = FileScores(
@@ -123,10 +148,9 @@ def score_files_multi(
     by_input: dict[tuple[int, str, float], list[int]] = {}
     for m, bundle in enumerate(bundles):
         by_input.setdefault((bundle.img_size, bundle.equalize, bundle.crop), []).append(m)
+    on_gpu = any(b.model_device.type == "cuda" for b in bundles)
     for (size, equalize, crop), members in by_input.items():
-        for start in range(0, len(paths), batch_size):
-            chunk = paths[start : start + batch_size]
-            decoded = decode_many(chunk, size, equalize_mode=equalize, crop=crop)
+        for start, decoded in _decoded(paths, size, equalize, crop, batch_size, on_gpu):
             result.errors.update({start + i: msg for i, msg in decoded.errors.items()})
             result.headers.update({start + i: h for i, h in decoded.headers.items()})
             positions = [start + i for i in decoded.ok_index]

@@ -142,3 +142,29 @@ def test_images_past_the_pixel_limit_are_a_one_line_error(
         assert decode_image(tmp_path / "jpeg.jpeg", 16).shape == (3, 16, 16)
         with pytest.raises(ImageDecodeError, match="240 x 240 pixels"):
             decode_image(tmp_path / "jpeg.jpeg", 100)  # drafted no smaller than 200 x 200
+
+
+def test_streamed_batches_hold_what_decode_many_gives(tmp_path: Path) -> None:
+    """The GPU path decodes ahead in a stream: same pixels, positions and errors by batch."""
+    from training.data.preprocess import stream_decode
+
+    paths = [make_xray(tmp_path / f"x{i}.png", i % 2 == 0, seed=i) for i in range(7)]
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    paths.insert(4, tmp_path / "bad.png")
+    streamed = list(stream_decode(paths, 32, batch=3, threads=2, crop=0.9))
+    assert [start for start, _ in streamed] == [0, 3, 6]
+    for start, got in streamed:
+        want = decode_many(paths[start : start + 3], 32, crop=0.9)
+        assert got.ok_index == want.ok_index and got.errors == want.errors
+        assert torch.equal(got.tensor, want.tensor)
+    assert set(streamed[1][1].errors) == {1}  # bad.png, position 4 = batch 1, index 1
+
+
+def test_a_stream_left_early_does_not_wait_for_the_rest(tmp_path: Path) -> None:
+    from training.data.preprocess import stream_decode
+
+    paths = [make_xray(tmp_path / f"x{i}.png", True, seed=i) for i in range(40)]
+    stream = stream_decode(paths, 32, batch=2, threads=1)
+    start, first = next(stream)
+    stream.close()  # cancels what was queued ahead
+    assert start == 0 and first.tensor.shape == (2, 3, 32, 32)
