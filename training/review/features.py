@@ -45,8 +45,22 @@ def feature_tap(model: nn.Module) -> Iterator[list[torch.Tensor]]:
         handle.remove()
 
 
+# Images per pass: the float copies of a whole 224-px training split (~4,000 images) took
+# ~20 GB at once and were killed; in slices the memory is that of one slice.
+STATS_SLICE = 256
+
+
 def image_statistics(images: torch.Tensor) -> dict[str, torch.Tensor]:
     """uint8 (N, 3, S, S) -> saturation (N,), log fine detail (N,), grey thumbnails (N, 256)."""
+    if len(images) <= STATS_SLICE:
+        return _slice_statistics(images)
+    parts = [
+        _slice_statistics(images[i : i + STATS_SLICE]) for i in range(0, len(images), STATS_SLICE)
+    ]
+    return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+
+
+def _slice_statistics(images: torch.Tensor) -> dict[str, torch.Tensor]:
     x = images.float().div(255.0)
     saturation = (x.amax(1) - x.amin(1)).mean((1, 2))
     grey = x.mean(1, keepdim=True)
