@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -37,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torchvision
 
 from benchmarks import gpu_bench_scoring as scoring
+from benchmarks.common import machine  # torch and the standard library only
 from training.data.data_files import LabeledImage, find_splits
 from training.devices import DeviceError, describe, prepare, resolve_device
 from training.fitting.config import TrainConfig, make_config
@@ -55,24 +53,6 @@ TRAIN_IMAGES = 5216
 SAMPLE_PER_CLASS = 128  # distinct training images per class; the timed plan repeats them
 # (section, share of --budget-s) when a box is not given on the command line
 SHARES = {"synth": 0.08, "train": 0.42, "score": 0.25, "workers": 0.25}
-
-
-def machine() -> str:
-    """CPU model, cores, GPU and library versions: the table's header line."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (
-        f"{cpu}, {scoring.CORES} cores usable ({os.cpu_count()} seen), {gpu}; "
-        f"Python {platform.python_version()}, torch {torch.__version__}, "
-        f"torchvision {torchvision.__version__}"
-    )
 
 
 class Report:
