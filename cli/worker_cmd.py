@@ -38,13 +38,15 @@ def check_device(spec: str) -> str:
     spec = check_device_spec(spec)
     if not spec.startswith("cuda"):
         return spec
-    probe = "from training.devices import resolve_device as r; import sys; r(sys.argv[1])"
+    probe = (
+        "import sys\nfrom training.devices import DeviceError, resolve_device\n"
+        "try:\n    resolve_device(sys.argv[1])\nexcept DeviceError as exc:\n    sys.exit(str(exc))"
+    )
     done = subprocess.run(
         [sys.executable, "-c", probe, spec], capture_output=True, text=True, check=False
     )
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines() or ["the device check failed"]
-        raise click.UsageError(lines[-1].split(": ", 1)[-1])
+    if done.returncode != 0:  # sys.exit(message) wrote the one line to stderr
+        raise click.UsageError(done.stderr.strip() or f"device check for {spec} failed")
     return spec
 
 

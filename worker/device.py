@@ -9,11 +9,13 @@ in the process that runs torch. A worker's pool children resolve it after the fo
 from __future__ import annotations
 
 import logging
-
-import torch
+from typing import TYPE_CHECKING
 
 from db.settings import get_settings
 from training.devices import describe, device_name, prepare, resolve_device
+
+if TYPE_CHECKING:  # the tensor work is training's; this module only keeps the choice
+    import torch
 
 log = logging.getLogger(__name__)
 _resolved: dict[str, torch.device] = {}  # spec -> device, once per process

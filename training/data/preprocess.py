@@ -169,7 +169,7 @@ def stream_decode(
 ) -> Iterator[tuple[int, DecodedBatch]]:
     """(start, the batch of paths[start:start + batch] decoded), batch after batch, while the
     thread pool keeps decoding the next ones: the caller's work on one batch (a GPU's
-    inference) overlaps the decoding of the next. At most two batches ahead are held; `pin`
+    inference) overlaps the decoding of the next. At most three batches are in flight; `pin`
     puts each batch in page-locked memory, so its copy to a GPU runs without a wait."""
     window: collections.deque[Future[Decoded]] = collections.deque()
     with ThreadPoolExecutor(max(1, threads)) as pool:

@@ -39,8 +39,7 @@ class DecodedSplit:
         """The same split with its tensors on `device` (itself when they are there already)."""
         if self.images.device == device:
             return self
-        moved = (t.to(device) for t in (self.images, self.labels, self.kinds))
-        images, labels, kinds = moved
+        images, labels, kinds = (t.to(device) for t in (self.images, self.labels, self.kinds))
         return DecodedSplit(images, labels, self.dropped, kinds)
 
     @classmethod

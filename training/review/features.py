@@ -52,11 +52,8 @@ STATS_SLICE = 256
 
 def image_statistics(images: torch.Tensor) -> dict[str, torch.Tensor]:
     """uint8 (N, 3, S, S) -> saturation (N,), log fine detail (N,), grey thumbnails (N, 256)."""
-    if len(images) <= STATS_SLICE:
-        return _slice_statistics(images)
-    parts = [
-        _slice_statistics(images[i : i + STATS_SLICE]) for i in range(0, len(images), STATS_SLICE)
-    ]
+    starts = range(0, max(len(images), 1), STATS_SLICE)  # an empty batch is one empty slice
+    parts = [_slice_statistics(images[i : i + STATS_SLICE]) for i in starts]
     return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
 
 
