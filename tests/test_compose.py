@@ -29,13 +29,16 @@ def compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
-def test_only_flower_and_the_dicom_listener_publish_a_port_on_loopback(compose: dict) -> None:
+def test_only_flower_prometheus_and_the_dicom_listener_publish_a_port_on_loopback(
+    compose: dict,
+) -> None:
     services = compose["services"]
     wanted = {"redis", "postgres", "migrate", "worker", "worker-gpu0", "worker-gpu1", "flower"}
-    assert wanted <= set(services)
+    assert wanted | {"prometheus"} <= set(services)
     published = {name: s["ports"] for name, s in services.items() if "ports" in s}
     assert published == {
         "flower": ["127.0.0.1:${FLOWER_PORT:-5555}:5555"],
+        "prometheus": ["127.0.0.1:${PROMETHEUS_PORT:-9090}:9090"],
         # Modalities must reach it, so .env may open it; by default it is loopback too.
         "listen": ["${CXRQ_DICOM_BIND:-127.0.0.1}:${CXRQ_DICOM_PORT:-11112}:11112"],
     }
@@ -56,6 +59,7 @@ def test_base_images_are_variables_with_the_public_images_as_defaults(compose: d
             "PYTHON_IMAGE": "${PYTHON_IMAGE:-python:3.11-slim}",
             "PIP_OFFLINE": "${PIP_OFFLINE:-0}",
         }
+    assert services["prometheus"]["image"] == "${PROMETHEUS_IMAGE:-prom/prometheus:v2.53.0}"
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "ARG PYTHON_IMAGE=python:3.11-slim" in dockerfile
     assert "FROM ${PYTHON_IMAGE}" in dockerfile
@@ -129,6 +133,59 @@ def test_workers_scale_and_see_data_at_the_cli_path(compose: dict) -> None:
     assert data_mount.startswith("${CXRQ_DATA_DIR:?") and data_mount.endswith(
         ":${CXRQ_DATA_DIR}:ro"
     )
+
+
+WORKERS = ("worker", "worker-gpu0", "worker-gpu1")
+PROMETHEUS_CONFIG = ROOT / "scripts" / "compose" / "prometheus" / "prometheus.yml"
+
+
+def test_workers_serve_metrics_to_the_compose_network_only(compose: dict) -> None:
+    """Scaled replicas cannot share a host port: /metrics is exposed inside the network, bound
+    to all the container's addresses, and no worker publishes anything."""
+    services = compose["services"]
+    runs_worker = {n for n, s in services.items() if s.get("command", [None])[0] == "worker"}
+    assert runs_worker == set(WORKERS)
+    for name in WORKERS:
+        service = services[name]
+        assert "ports" not in service, name
+        assert service["expose"] == ["9808"], name
+        env = service["environment"]
+        assert (env["CXRQ_METRICS_PORT"], env["CXRQ_METRICS_BIND"]) == ("9808", "0.0.0.0"), name
+        assert env["CXRQ_BROKER_URL"] == services["flower"]["environment"]["CXRQ_BROKER_URL"]
+
+
+def test_prometheus_scrapes_every_worker_service_by_dns(compose: dict) -> None:
+    prometheus = compose["services"]["prometheus"]
+    assert "profiles" not in prometheus  # up with the stack, beside Flower
+    mount = "./scripts/compose/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro"
+    assert mount in prometheus["volumes"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    (job,) = config["scrape_configs"]
+    assert "static_configs" not in job  # replicas come and go with --scale
+    (dns,) = job["dns_sd_configs"]
+    assert (dns["type"], dns["port"], dns["names"]) == ("A", 9808, list(WORKERS))
+    relabel = job["relabel_configs"][0]
+    assert relabel == {"source_labels": ["__meta_dns_name"], "target_label": "service"}
+
+
+def test_prometheus_has_a_debian_stand_in_for_offline_machines() -> None:
+    build = (ROOT / "scripts" / "compose" / "build_local_images.sh").read_text()
+    assert "[prometheus]=cxrq-local/prometheus:2" in build
+    assert '[prometheus]="prometheus"' in build  # the Debian package
+    assert "for name in python redis postgres prometheus; do" in build
+    dockerfile = ROOT / "scripts" / "compose" / "local-images" / "prometheus" / "Dockerfile"
+    assert 'ENTRYPOINT ["/usr/bin/prometheus"]' in dockerfile.read_text()  # as prom/prometheus
+    test = (ROOT / "scripts" / "compose" / "compose_test.sh").read_text()
+    assert 'echo "PROMETHEUS_IMAGE=cxrq-local/prometheus:2"' in test
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_prometheus_config_passes_promtool() -> None:
+    done = subprocess.run(
+        ["promtool", "check", "config", str(PROMETHEUS_CONFIG)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_each_gpu_worker_reserves_its_own_card(compose: dict) -> None:

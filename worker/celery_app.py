@@ -15,11 +15,17 @@ import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import (
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 from kombu import Queue
 
 from db.session import dispose_engines
 from db.settings import get_settings
+from worker import metrics
 from worker.reaper import run_forever
 from worker.sending import QUEUES, SCORE_QUEUE, TRAIN_QUEUE, send_units
 
@@ -117,6 +123,18 @@ def _start_reaper(sender: Any = None, **_: object) -> None:
         name="reaper",
     )
     thread.start()
+
+
+@worker_ready.connect
+def _serve_metrics(**_: object) -> None:
+    """/metrics from the main process, once its pool is up (no listening socket is forked)."""
+    settings = get_settings()
+    metrics.serve(settings.metrics_port, settings.metrics_bind)  # no-op unless `cxrq worker`
+
+
+@worker_process_shutdown.connect
+def _pool_process_exited(pid: int | None = None, **_: object) -> None:
+    metrics.process_exited(pid or os.getpid())
 
 
 @worker_shutdown.connect

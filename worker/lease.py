@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from db import work
 from db.session import DatabaseError, session_scope
 from db.settings import get_settings
+from worker import metrics
 
 
 def worker_name() -> str:
@@ -40,9 +41,11 @@ class Lease:
         while not self._stop.wait(self.seconds / 3):
             try:
                 with session_scope() as s:
-                    if not work.renew(s, self.unit_id, self.token, self.seconds):
-                        self.lost.set()
-                        return
+                    renewed = work.renew(s, self.unit_id, self.token, self.seconds)
+                metrics.count_renewal(renewed)
+                if not renewed:
+                    self.lost.set()
+                    return
             except DatabaseError:
                 continue  # the database is away; try again next beat, the lease may still hold
 

@@ -23,6 +23,7 @@ from db import work
 from db.schema import Job
 from db.session import session_scope
 from db.settings import get_settings
+from worker import metrics
 
 log = logging.getLogger("cxrq.reaper")
 
@@ -61,9 +62,12 @@ def reap_once(send: SendFn, queue_is_empty: Callable[[str], bool]) -> int:
         expired, lost = work.expired_units(s), work.lost_units(s, grace_s=lease)
         to_settle = work.jobs_to_settle(s)
     sent = _resend(send, expired, "its lease ran out: the worker holding it stopped")
+    metrics.count_resends("lease_expired", sent)
     empty = {kind: queue_is_empty(kind) for kind in {kind for _, kind in lost}}
     lost = [(unit, kind) for unit, kind in lost if empty[kind]]
-    sent += _resend(send, lost, "never claimed and its queue is empty: the message was lost")
+    resent = _resend(send, lost, "never claimed and its queue is empty: the message was lost")
+    metrics.count_resends("message_lost", resent)
+    sent += resent
     for job_id in to_settle:
         settle_job(job_id)
     return sent

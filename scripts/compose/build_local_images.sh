@@ -5,6 +5,7 @@
 #   cxrq-local/python:3.11   for python:3.11-slim   (Debian's python3 is 3.11)
 #   cxrq-local/redis:7       for redis:7-alpine     (Debian's redis-server 7.0)
 #   cxrq-local/postgres:15   for postgres:16-alpine (bookworm ships PostgreSQL 15)
+#   cxrq-local/prometheus:2  for prom/prometheus:v2.53.0 (Debian's prometheus 2.42)
 #
 # debootstrap makes a minimal root file system, apt installs each image's packages into a copy of
 # it (on this machine, through chroot: containers here have no route out), `docker import` turns
@@ -12,7 +13,7 @@
 # (entrypoint, user, data folder). Use them through .env:
 #
 #   PYTHON_IMAGE=cxrq-local/python:3.11 REDIS_IMAGE=cxrq-local/redis:7
-#   POSTGRES_IMAGE=cxrq-local/postgres:15
+#   POSTGRES_IMAGE=cxrq-local/postgres:15 PROMETHEUS_IMAGE=cxrq-local/prometheus:2
 #
 # Needs root (debootstrap, chroot), debootstrap, and a running Docker engine. Reruns are quick:
 # the root file systems are kept under build/local-images/, and an image whose inputs did not
@@ -31,6 +32,7 @@ declare -A TAG=(
   [python]=cxrq-local/python:3.11
   [redis]=cxrq-local/redis:7
   [postgres]=cxrq-local/postgres:15
+  [prometheus]=cxrq-local/prometheus:2
 )
 declare -A PACKAGES=(
   # python3-venv: the Dockerfile installs into a venv (Debian's own pip refuses system installs);
@@ -38,6 +40,7 @@ declare -A PACKAGES=(
   [python]="python3 python3-venv python-is-python3 passwd netbase ca-certificates tzdata"
   [redis]="redis-server redis-tools"
   [postgres]="postgresql-15 postgresql-client-15"
+  [prometheus]="prometheus"
 )
 
 if [ "$(id -u)" != 0 ]; then
@@ -120,7 +123,7 @@ EOF
   trap - EXIT
 }
 
-for name in python redis postgres; do
+for name in python redis postgres prometheus; do
   tag=${TAG[$name]}
   # Everything that goes into the image; the image carries it as a label so an unchanged one is
   # not rebuilt.

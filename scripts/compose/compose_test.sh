@@ -4,7 +4,8 @@
 # `up --scale worker=3` with random secrets, a tiny model trained inside the compose network,
 # then ≥1,000 real X-rays scored in chunks of 25 while one worker is SIGKILLed mid-job and Redis
 # is restarted. It passes when the job ends `succeeded` with exactly one prediction row per
-# image, and Flower answers 200 with its password and 401 without.
+# image, Flower answers 200 with its password and 401 without, and Prometheus (on 127.0.0.1)
+# scrapes the live worker replicas it found by DNS on the compose network.
 #
 # Its own compose project, image tag and Flower port, so a user's stack is never touched;
 # everything it made (containers, volumes, network, temp folder) is removed at the end, also on
@@ -13,6 +14,7 @@
 #                                  offline; public: python:3.11-slim etc. and the package index
 #   CXRQ_TEST_COPIES=7             copies of the 150 images of shared/data/fullres to score
 #   CXRQ_TEST_FLOWER_PORT=5555     host port for Flower (127.0.0.1 only)
+#   CXRQ_TEST_PROMETHEUS_PORT=9090 host port for Prometheus (127.0.0.1 only)
 #   CXRQ_TEST_JOB_TIMEOUT=600      seconds the scoring job may take
 #   CXRQ_TEST_VISIBILITY_TIMEOUT   passed to the workers as CXRQ_VISIBILITY_TIMEOUT (default:
 #                                  the compose default, 4 h: recovery is the workers' leases)
@@ -31,6 +33,7 @@ PROJECT=cxrq-compose-test
 IMAGES=${CXRQ_TEST_IMAGES:-local}
 COPIES=${CXRQ_TEST_COPIES:-7}
 FLOWER_PORT=${CXRQ_TEST_FLOWER_PORT:-5555}
+PROMETHEUS_PORT=${CXRQ_TEST_PROMETHEUS_PORT:-9090}
 JOB_TIMEOUT=${CXRQ_TEST_JOB_TIMEOUT:-600}
 SHARED=${CXRQ_SHARED_DATA:-../shared/data}
 
@@ -49,9 +52,13 @@ docker info >/dev/null 2>&1 || fail "no Docker engine answers"
 if curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$FLOWER_PORT/"; then
   fail "127.0.0.1:$FLOWER_PORT is taken (set CXRQ_TEST_FLOWER_PORT)"
 fi
+if curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$PROMETHEUS_PORT/"; then
+  fail "127.0.0.1:$PROMETHEUS_PORT is taken (set CXRQ_TEST_PROMETHEUS_PORT)"
+fi
 # Values from the caller's shell would override the test's env file.
 unset REDIS_PASSWORD POSTGRES_PASSWORD FLOWER_BASIC_AUTH CXRQ_DATA_DIR PYTHON_IMAGE \
-  REDIS_IMAGE POSTGRES_IMAGE PIP_OFFLINE CXRQ_IMAGE CXRQ_VISIBILITY_TIMEOUT
+  REDIS_IMAGE POSTGRES_IMAGE PIP_OFFLINE CXRQ_IMAGE CXRQ_VISIBILITY_TIMEOUT PROMETHEUS_IMAGE \
+  PROMETHEUS_PORT
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/cxrq-compose-test.XXXXXX")
 chmod 755 "$work" # the containers' user (uid 1000) reads the data below it
@@ -62,8 +69,8 @@ cleanup() {
   if [ "$rc" != 0 ] && [ -e "$work/env" ]; then
     echo "---- worker logs (last 60 lines each) ----"
     compose logs --no-color --tail 60 worker 2>&1 || true
-    echo "---- migrate, redis, postgres, flower logs (last 20 lines each) ----"
-    compose logs --no-color --tail 20 migrate redis postgres flower 2>&1 || true
+    echo "---- migrate, redis, postgres, flower, prometheus logs (last 20 lines each) ----"
+    compose logs --no-color --tail 20 migrate redis postgres flower prometheus 2>&1 || true
   fi
   if [ -e "$work/env" ]; then
     compose --profile cli down --volumes --remove-orphans --timeout 10 >/dev/null 2>&1 || true
@@ -79,6 +86,7 @@ scripts/compose/make_env.sh "$work/env" >/dev/null
   echo "CXRQ_DATA_DIR=$work/data"
   echo "CXRQ_IMAGE=cxrq:compose-test"
   echo "FLOWER_PORT=$FLOWER_PORT"
+  echo "PROMETHEUS_PORT=$PROMETHEUS_PORT"
   if [ -n "${CXRQ_TEST_VISIBILITY_TIMEOUT:-}" ]; then
     echo "CXRQ_VISIBILITY_TIMEOUT=$CXRQ_TEST_VISIBILITY_TIMEOUT"
   fi
@@ -92,6 +100,7 @@ if [ "$IMAGES" = local ]; then
     echo "PYTHON_IMAGE=cxrq-local/python:3.11"
     echo "REDIS_IMAGE=cxrq-local/redis:7"
     echo "POSTGRES_IMAGE=cxrq-local/postgres:15"
+    echo "PROMETHEUS_IMAGE=cxrq-local/prometheus:2"
     echo "PIP_OFFLINE=1"
   } >>"$work/env"
 fi
@@ -206,4 +215,28 @@ say "flower: $without without the password, $with with it"
 if [ "$without" != 401 ] || [ "$with" != 200 ]; then
   fail "flower answered $without/$with, not 401/200"
 fi
+
+# Prometheus re-resolves the service names and scrapes every 15 s: the killed replica is gone
+# from DNS, the two left must be up and have counted images.
+prom_check() {
+  python3 - "$(curl -s --max-time 5 "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/targets")" \
+    "$(curl -s --max-time 5 "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/query" \
+      --data-urlencode 'query=sum(cxrq_images_scored_total)')" <<'EOF'
+import json, sys
+try:
+    targets = json.loads(sys.argv[1])["data"]["activeTargets"]
+    result = json.loads(sys.argv[2])["data"]["result"]
+except (ValueError, KeyError):
+    sys.exit(1)
+up = [t for t in targets if t["labels"].get("service") == "worker" and t["health"] == "up"]
+scored = float(result[0]["value"][1]) if result else 0.0
+if len(up) >= 2 and scored > 0:
+    print(f"{len(up)} worker replicas up, {scored:.0f} images scored by them")
+else:
+    sys.exit(1)
+EOF
+}
+for _ in $(seq 24); do prom=$(prom_check) && break; sleep 5; done
+[ -n "${prom:-}" ] || fail "prometheus did not scrape the workers within 2 minutes"
+say "prometheus: $prom"
 say "PASSED: job $job succeeded with one row per image after a worker kill and a Redis restart"
