@@ -42,6 +42,7 @@ COPY training ./training
 COPY db ./db
 COPY worker ./worker
 COPY cli ./cli
+COPY gateway ./gateway
 RUN pip install --no-index --no-deps --no-build-isolation ".[flower]" && rm -rf build
 
 RUN useradd --create-home --uid 1000 cxrq && mkdir -p /cache && chown cxrq /cache

@@ -25,9 +25,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The demo scores the model its training printed: with several models a bare arch is refused,
+# and nothing but `cxrq model promote` sets the default.
 demo: setup
-	$(BIN)/cxrq train --arch googlenet --data $(DATA) --epochs $(EPOCHS)
-	$(BIN)/cxrq score $(SCORE) --model googlenet
+	$(BIN)/cxrq train --arch googlenet --data $(DATA) --epochs $(EPOCHS) | tee $(VENV)/demo-train.log
+	@id=$$(sed -n 's/^model \([0-9][0-9]*\) stored.*/\1/p' $(VENV)/demo-train.log); \
+	test -n "$$id" || { echo "training stored no model (see above)" >&2; exit 1; }; \
+	echo "$(BIN)/cxrq score $(SCORE) --model $$id"; $(BIN)/cxrq score $(SCORE) --model $$id
 	$(BIN)/cxrq report models
 	$(BIN)/cxrq report job latest
 	$(BIN)/cxrq report predictions latest --format csv | head -n 6

@@ -38,6 +38,7 @@ def cancel(job_ref: str) -> None:
 
 def _request(job_ref: str) -> tuple[int, str | None]:
     """Mark the job to be cancelled; (id, state now), state None when it was already."""
+    from db.audit import record
     from db.lookups import resolve_job
     from db.session import session_scope
 
@@ -49,6 +50,7 @@ def _request(job_ref: str) -> tuple[int, str | None]:
             raise click.ClickException(f"job {job.id} already ended: {job.state}")
         job.cancel_requested = True
         job_id = job.id
+        record(s, "cancel", job_id=job_id, model_id=job.model_id, detail={"state": job.state})
     return job_id, _cancel_if_idle(job_id)
 
 

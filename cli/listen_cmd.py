@@ -62,6 +62,7 @@ def listen(**opts: object) -> None:
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its INFO lines name patients
         listener.start()
         cfg = listener.config
+        _audit_start(cfg, listener.port)
         where = (
             ", ".join(cfg.intake.destinations) or "nowhere (rows only; `cxrq export` writes them)"
         )
@@ -107,6 +108,22 @@ def _listener(opts: dict):
     return Listener(config)
 
 
+def _audit_start(cfg, port: int) -> None:
+    from db.audit import record
+    from db.session import session_scope
+
+    intake = cfg.intake
+    detail = {
+        "ae_title": cfg.ae_title,
+        "port": port,
+        "model": intake.model,
+        "site_profile_id": intake.site_profile_id,
+        "destinations": list(intake.destinations),
+    }
+    with session_scope() as s:
+        record(s, "listen", detail=detail)
+
+
 def _destinations(send_to: str | None, stow_url: str | None) -> tuple[str, ...]:
     from gateway.senders import parse_ae
 
@@ -145,6 +162,7 @@ def export(job_ref: str, folder: Path) -> None:
     Example: cxrq export latest --dicom ./results
     """
     with friendly_errors():
+        from db.audit import record
         from db.lookups import resolve_job
         from db.session import session_scope
         from gateway.outbox import job_results_to
@@ -159,4 +177,7 @@ def export(job_ref: str, folder: Path) -> None:
             raise click.ClickException(
                 f"job {job_id} has no scored DICOM input whose file is still there; nothing written"
             )
+        with session_scope() as s:
+            detail = {"folder": str(folder.resolve()), "objects": len(written)}
+            record(s, "export", job_id=job_id, detail=detail)
         click.echo(f"wrote {len(written)} DICOM object(s) of job {job_id} to {folder}")

@@ -15,7 +15,10 @@ from cli.db_cmd import db
 from cli.ensemble_cmd import ensemble
 from cli.errors import friendly_errors
 from cli.listen_cmd import export, listen
+from cli.model_cmd import model
 from cli.report_cmd import report
+from cli.report_compare_cmd import report_compare
+from cli.report_drift_cmd import report_drift
 from cli.report_outbox_cmd import report_outbox
 from cli.report_visual_cmd import report_heatmap, report_html
 from cli.score_cmd import evaluate, score
@@ -47,7 +50,7 @@ def cli() -> None:
 
 # The report group's commands that draw come from their own module (it imports the group's
 # helpers, so the group cannot import it back).
-for subcommand in (report_html, report_heatmap, report_outbox):
+for subcommand in (report_compare, report_drift, report_html, report_heatmap, report_outbox):
     report.add_command(subcommand)
 for command in (
     train,
@@ -55,6 +58,7 @@ for command in (
     evaluate,
     calibrate,
     ensemble,
+    model,
     listen,
     export,
     report,

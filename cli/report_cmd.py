@@ -9,6 +9,7 @@ import click
 
 from cli.errors import friendly_errors
 from cli.output import emit, format_option
+from cli.report_drift_cmd import job_drift_line
 from db.columns import COUNTS, IDENTITY_COLUMNS, KIND_COLUMNS, REVIEW_COLUMNS, REVIEW_REASONS
 from db.columns import RATES as SCORES
 
@@ -32,8 +33,8 @@ ALL_SCORES = tuple(
     f"{split}_{k}" for split in ("val", "test") for k in (*SCORES, *COUNTS, *KIND_COLUMNS)
 )
 MODEL_KEYS = ("id", "name", "arch", "preset", "img_size", "epochs")
-MODEL_COLUMNS = (*MODEL_KEYS, *SIDE_BY_SIDE, "train_minutes")
-MODEL_CSV = (*MODEL_KEYS, *ALL_SCORES, "seed", "train_minutes", "created_at")
+MODEL_COLUMNS = (*MODEL_KEYS, "aliases", *SIDE_BY_SIDE, "train_minutes")
+MODEL_CSV = (*MODEL_KEYS, "aliases", *ALL_SCORES, "seed", "train_minutes", "created_at")
 EVAL_COLUMNS = (
     "scorer",
     "split",
@@ -85,6 +86,8 @@ PREDICTION_CSV = (
     "threshold",  # the operating point that decided the label
     "site_profile_id",
     *REVIEW_COLUMNS,
+    "shadow",  # a shadow model's row (`cxrq score --shadow`): compared, never deciding
+    "brightness",  # the mean grey level of the model's input (drift monitoring)
     *IDENTITY_COLUMNS,  # DICOM files: SOP Instance UID and the salted patient hash
 )
 SITE_COLUMNS = (
@@ -222,6 +225,8 @@ def report_job(job_ref: str, fmt: str) -> None:
             click.echo(f"{key:12} {job[key]}")
     if job.get("review"):
         click.echo(f"{'review':12} {review_line(job['review'])}")
+    if job["kind"] == "score" and (drift := job_drift_line(job["id"])) is not None:
+        click.echo(f"{'drift':12} {drift}")
     if job.get("devices"):  # a job's units may have run on several workers' devices
         ran = ", ".join(f"{device} ({n} units)" for device, n in job["devices"].items())
         click.echo(f"{'ran on':12} {ran}")

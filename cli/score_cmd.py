@@ -22,8 +22,8 @@ DEFAULT_EXPLAIN = "pneumonia"
     "--model",
     "model_ref",
     default=None,
-    help="model id, name or arch; default: the best validation F1 among the models validated "
-    "on the largest shared validation set",
+    help="model id, alias, name or arch (an arch or name must name one model); default: the "
+    "site's `default` alias, else the global one (`cxrq model promote`), else the only model",
 )
 @click.option(
     "--chunk-size",
@@ -56,6 +56,13 @@ DEFAULT_EXPLAIN = "pneumonia"
     help="decide with this site's profile (`cxrq calibrate`): its threshold, calibrated P and "
     "review lines, and its adapted model when it has one",
 )
+@click.option(
+    "--shadow",
+    "shadow_ref",
+    default=None,
+    help="a second model (id, alias such as challenger, or name) that scores the same images; "
+    "its rows are stored beside the job's but never decide: `cxrq report compare JOB`",
+)
 @click.option("--wait/--no-wait", default=False, help="queued mode: follow the job to its end")
 def score(
     folder: Path,
@@ -64,6 +71,7 @@ def score(
     prevalence: float | None,
     explain: str,
     site: str | None,
+    shadow_ref: str | None,
     wait: bool,
 ) -> None:
     """Score every .jpeg/.jpg/.png/.dcm below FOLDER (recursively) and store a row per image.
@@ -91,22 +99,25 @@ def score(
             )
         extra = {} if site is None else {"site_profile_id": _site_profile(site, model_ref)}
         _score(
-            folder, model_ref, chunk_size, wait, prevalence=prevalence, explain=explain, extra=extra
+            folder,
+            model_ref,
+            chunk_size,
+            wait,
+            prevalence=prevalence,
+            explain=explain,
+            extra=extra,
+            shadow=shadow_ref,
         )
 
 
 def _site_profile(site: str, model_ref: str | None) -> int:
-    """The id of the site's active profile for the model named (any model when none is)."""
-    from db.lookups import resolve_scorer
-    from db.schema import Ensemble
+    """The id of the site's active profile for the model named (none named: the site's
+    `default` alias, else the global one, else the only model)."""
+    from db.lookups import site_profile_of
     from db.session import session_scope
-    from db.sites import profile_for
 
     with session_scope() as s:
-        model = None if model_ref is None else resolve_scorer(s, model_ref)
-        if isinstance(model, Ensemble):
-            raise click.UsageError("--site applies to single models, not ensembles")
-        return profile_for(s, site, model).id
+        return site_profile_of(s, site, model_ref).id
 
 
 def _create_job(
@@ -119,6 +130,7 @@ def _create_job(
     unreadable: list[tuple[str, str]] = (),
     explain: str = "none",
     extra: dict | None = None,
+    shadow: str | None = None,
 ) -> int:
     from worker.jobs import PrevalenceForEnsemble, ScoreParams, create_score_job
 
@@ -131,10 +143,13 @@ def _create_job(
         **(extra or {}),
     )
     try:
-        job = create_score_job(params, chunks, model_ref, unreadable)
+        job = create_score_job(params, chunks, model_ref, unreadable, shadow=shadow)
     except PrevalenceForEnsemble:
         raise click.UsageError("--prevalence applies to single models, not ensembles") from None
     click.echo(f"job {job.id}: score {job.n_images} images in {folder} with {job.scorer}")
+    click.echo(f"scorer chosen by {job.chosen_by}")
+    if job.shadow:
+        click.echo(f"shadow: {job.shadow} (stored beside, never deciding)")
     click.echo(f"threshold {job.threshold:.4g} from the {job.threshold_source}")
     return job.id
 
@@ -149,6 +164,7 @@ def _score(
     explain: str = "none",
     extra: dict | None = None,
     precheck: Callable[[list[str]], None] | None = None,
+    shadow: str | None = None,
 ) -> int:
     """Plan, create, and run or enqueue a score job; `extra` adds ScoreParams fields and
     `precheck` refuses the planned paths before any row exists."""
@@ -176,7 +192,16 @@ def _score(
     if queued:
         dispatch.check_broker()  # before any row exists: nothing half-written
     job_id = _create_job(
-        folder, model_ref, chunks, chunk_size, evaluate, prevalence, unreadable, explain, extra
+        folder,
+        model_ref,
+        chunks,
+        chunk_size,
+        evaluate,
+        prevalence,
+        unreadable,
+        explain,
+        extra,
+        shadow,
     )
     if queued:
         enqueue(job_id, lambda: dispatch.submit(job_id, "score"))

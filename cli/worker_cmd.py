@@ -50,6 +50,17 @@ def check_device(spec: str) -> str:
     return spec
 
 
+def _prepare_metrics() -> None:
+    """Metrics on before the pool forks, so every pool process counts into the same folder."""
+    from db.settings import get_settings
+    from worker import metrics
+
+    settings = get_settings()
+    if settings.metrics_port and metrics.prepare():
+        where = f"http://{settings.metrics_bind}:{settings.metrics_port}/metrics"
+        click.echo(f"metrics: {where} (Prometheus; CXRQ_METRICS_PORT=0 turns it off)")
+
+
 @click.command()
 @click.option(
     "--queues",
@@ -90,6 +101,10 @@ def worker(queues: str, concurrency: int, device: str | None, loglevel: str) -> 
 
         # Pool processes read CXRQ_DEVICE and resolve it after the fork.
         os.environ["CXRQ_DEVICE"] = check_device(device or get_settings().device)
+        # A worker logs in as its own role when one is given: one that cannot alter the audit
+        # trail (`cxrq db upgrade` grants it). The pool processes inherit the URL.
+        if worker_url := get_settings().worker_database_url:
+            os.environ["CXRQ_DATABASE_URL"] = worker_url
         from db.session import connect_or_raise, get_engine
         from worker import dispatch
 
@@ -97,6 +112,7 @@ def worker(queues: str, concurrency: int, device: str | None, loglevel: str) -> 
             raise click.UsageError("CXRQ_BROKER_URL is not set; a worker needs a broker")
         dispatch.check_broker()
         connect_or_raise(get_engine())  # and the schema is current, or say `cxrq db upgrade`
+        _prepare_metrics()
         from worker.celery_app import app
     # Import torch once here, before the pool forks: a pool child then starts in milliseconds
     # instead of importing torch itself, which on a loaded machine outlasted Celery's wait for

@@ -92,5 +92,8 @@ def review_summary(session: Session, job: Job) -> dict[str, Any] | None:
 
 
 def prediction_counts(session: Session, job_id: int) -> dict[str, int]:
-    errors = session.scalars(select(Prediction.error).where(Prediction.job_id == job_id)).all()
+    query = select(Prediction.error).where(
+        Prediction.job_id == job_id, Prediction.shadow.is_(False)
+    )  # a shadow's rows are compared (`report compare`), never counted as the job's
+    errors = session.scalars(query).all()
     return {"predictions": len(errors), "errors": sum(e is not None for e in errors)}

@@ -1,7 +1,7 @@
 """Look-ups by reference: the model, ensemble, scorer or job a user named on the command line.
 
     with session_scope() as s:
-        model = resolve_model(s, "googlenet")  # an id, a name or an arch
+        model = resolve_model(s, "googlenet")  # an id, an alias, a name or an arch
         job = resolve_job(s, "latest-score")
 
 A reference that names nothing raises NotFoundError with a one-line message that says where
@@ -10,10 +10,15 @@ to look.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.schema import Ensemble, Evaluation, Job, Model
+from db.aliases import DEFAULT, alias_target
+from db.schema import Ensemble, Evaluation, Job, Model, ModelAlias, SiteProfile
+from db.sites import SiteError, profile_for
 from db.store import NotFoundError, get_job
 
 
@@ -31,41 +36,86 @@ def latest_evaluation(
     ).first()
 
 
-def _best_by_val_f1(session: Session, models: list[Model]) -> Model:
-    """Best validation F1, compared only on one validation set: the largest one.
+@dataclass(frozen=True)
+class Resolved:
+    """Who a reference named, and how it was chosen (the score job's message says so)."""
 
-    F1 on different validation sets is not comparable (a 4-image quick run scores 1.0 on n=2),
-    so only models validated on the same images as the largest validation set compete.
-    """
-    vals = {m.id: latest_evaluation(session, "validation", m.id) for m in models}
-    validated = [v for v in vals.values() if v is not None]
-    if not validated:
-        return max(models, key=lambda m: m.id)  # nothing to compare: the newest
-    largest = max(validated, key=lambda v: (v.n, v.id))
-    same_set = [
-        m for m in models if (v := vals[m.id]) and (v.dataset, v.n) == (largest.dataset, largest.n)
-    ]
-    return max(same_set, key=lambda m: (vals[m.id].f1, m.id))  # ties: the newest
+    scorer: Model | Ensemble
+    how: str
 
 
-def resolve_model(session: Session, ref: str | None) -> Model:
-    """A model by id, by name, or by arch; several matches (or no ref) -> best validation F1
-    on the largest shared validation set."""
-    if ref is not None and ref.isdigit():
+def _unadapted(session: Session, *where: Any) -> list[Model]:
+    query = select(Model).where(Model.site.is_(None), *where)  # adapted: only through a site
+    return list(session.scalars(query.order_by(Model.id)).all())
+
+
+def _no_default(session: Session, site: str | None) -> Resolved:
+    """No --model and no `default` alias: the only model, else a refusal that says what to do."""
+    models = _unadapted(session)
+    if not models:
+        raise NotFoundError("no trained model yet; train one with `cxrq train --arch googlenet`")
+    if len(models) == 1:
+        return Resolved(models[0], "the only model; no `default` alias is set")
+    where = f" for site {site}" if site else ""
+    raise NotFoundError(
+        f"{len(models)} models and no `default` alias{where}; name one with --model, or "
+        "promote one with `cxrq model promote MODEL --as default --why ...`"
+    )
+
+
+def _one_of(found: list[Model], what: str) -> Model:
+    if len(found) > 1:
+        raise NotFoundError(
+            f"{len(found)} {what} models (ids {', '.join(str(m.id) for m in found)}); name one "
+            "by id, or promote one with `cxrq model promote`"
+        )
+    return found[0]
+
+
+def resolve(session: Session, ref: str | None, site: str | None = None) -> Resolved:
+    """A scorer by reference: an id, an alias (the site's, then the global one), a model
+    name or an arch that names exactly one model, or an ensemble ('ensemble:NAME' or its
+    name). No ref: the `default` alias (the site's first), else the only model. Several models
+    behind a name or arch are refused: nothing is ever picked by a score."""
+    if ref is None:
+        alias = alias_target(session, DEFAULT, site)
+        if alias is None:
+            return _no_default(session, site)
+        return Resolved(session.get(Model, alias.model_id), _alias_how(alias))
+    if ref.startswith("ensemble:"):
+        return Resolved(resolve_ensemble(session, ref.removeprefix("ensemble:")), "ensemble")
+    if ref.isdigit():
         model = session.get(Model, int(ref))
         if model is None:
             raise NotFoundError(f"no model with id {ref}; `cxrq report models` lists them")
-        return model
-    query = select(Model).where(Model.site.is_(None))  # adapted models: only through a site
-    if ref is not None:
-        named = session.scalars(query.where(Model.name == ref)).all()
-        candidates = list(named or session.scalars(query.where(Model.arch == ref)).all())
-    else:
-        candidates = list(session.scalars(query).all())
-    if not candidates:
-        hint = f"no model named {ref!r}" if ref else "no trained model yet"
-        raise NotFoundError(f"{hint}; train one with `cxrq train --arch googlenet`")
-    return _best_by_val_f1(session, candidates)
+        return Resolved(model, f"model {model.id}")
+    alias = alias_target(session, ref, site)
+    if alias is not None:
+        return Resolved(session.get(Model, alias.model_id), _alias_how(alias))
+    for column in (Model.name, Model.arch):
+        found = _unadapted(session, column == ref)
+        if found:
+            model = _one_of(found, ref)
+            return Resolved(model, f"model {model.id}")
+    ensemble = ensemble_named(session, ref)
+    if ensemble is not None:
+        return Resolved(ensemble, "ensemble")
+    raise NotFoundError(
+        f"no model, alias or ensemble named {ref!r}; `cxrq report models` lists them"
+    )
+
+
+def _alias_how(alias: ModelAlias) -> str:
+    where = f" at site {alias.site}" if alias.site else ""
+    return f"alias {alias.name}{where} (model {alias.model_id})"
+
+
+def resolve_model(session: Session, ref: str | None, site: str | None = None) -> Model:
+    """A model by reference (see `resolve`); an ensemble's name is refused."""
+    found = resolve(session, ref, site).scorer
+    if isinstance(found, Ensemble):
+        raise NotFoundError(f"{ref!r} is an ensemble; name a model")
+    return found
 
 
 def ensemble_named(session: Session, name: str) -> Ensemble | None:
@@ -94,18 +144,18 @@ def resolve_ensemble(session: Session, name: str) -> Ensemble:
     return ensemble
 
 
-def resolve_scorer(session: Session, ref: str | None) -> Model | Ensemble:
-    """A model (id, name, arch), or an ensemble by name or as 'ensemble:NAME'."""
-    if ref and ref.startswith("ensemble:"):
-        return resolve_ensemble(session, ref.removeprefix("ensemble:"))
-    try:
-        return resolve_model(session, ref)
-    except NotFoundError:
-        if ref and not ref.isdigit():
-            ensemble = ensemble_named(session, ref)
-            if ensemble is not None:
-                return ensemble
-        raise
+def resolve_scorer(session: Session, ref: str | None, site: str | None = None) -> Model | Ensemble:
+    """A model or an ensemble by reference (see `resolve`)."""
+    return resolve(session, ref, site).scorer
+
+
+def site_profile_of(session: Session, site: str, ref: str | None) -> SiteProfile:
+    """The site's active profile for the model a reference names (none named: the site's
+    `default` alias, else the global one, else the only model). SiteError says what to do."""
+    found = resolve_scorer(session, ref, site)
+    if isinstance(found, Ensemble):
+        raise SiteError("a site profile applies to single models, not ensembles")
+    return profile_for(session, site, found)
 
 
 def resolve_job(session: Session, ref: str) -> Job:

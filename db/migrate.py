@@ -14,7 +14,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
 _SCRIPTS = Path(__file__).parent / "migrations"
-HEAD = "0009"  # the newest revision in migrations/versions
+HEAD = "0010"  # the newest revision in migrations/versions
 
 
 def _config() -> Any:

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from db.aliases import aliases_of
 from db.columns import IDENTITY_COLUMNS, KIND_COLUMNS, REVIEW_COLUMNS, SCORE_COLUMNS
 from db.job_answers import answering_scorer, prediction_counts, review_summary
 from db.lookups import latest_evaluation, resolve_job
@@ -49,6 +50,7 @@ def models_report(session: Session) -> list[dict[str, Any]]:
                 "seed": m.config.get("seed"),
                 "train_minutes": round(m.train_seconds / 60, 2),
                 "created_at": m.created_at.isoformat(timespec="seconds"),
+                "aliases": ",".join(aliases_of(session, m.id)) or None,
                 **_val_and_test(session, model_id=m.id),
                 "evaluations": _other_evaluations(session, Evaluation.model_id == m.id),
             }
@@ -196,6 +198,8 @@ def predictions_report(
             "threshold": p.threshold,
             "site_profile_id": p.site_profile_id,
             **{column: getattr(p, column) for column in (*REVIEW_COLUMNS, *IDENTITY_COLUMNS)},
+            "shadow": p.shadow,  # a shadow model's row: stored beside, never deciding
+            "brightness": p.brightness,
         }
         for p, name in rows
     ]

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -50,6 +52,11 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Who asked for it: CXRQ_ACTOR, else the OS user of the command that made the row.
+    actor: Mapped[str | None] = mapped_column(String(64))
+    # A score job's batch against its reference (training.evaluation.drift): statistics, Holm
+    # p-values and the verdict; None for other jobs and jobs scored before monitoring.
+    drift: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Model(Base):
@@ -168,6 +175,11 @@ class Prediction(Base):
     # whose threshold and calibration it was (None: the model's own, from its training split).
     threshold: Mapped[float | None] = mapped_column(Float)
     site_profile_id: Mapped[int | None] = mapped_column(Integer)  # no FK: see Model.parent_id
+    # A shadow scorer's row (`cxrq score --shadow`): stored and compared, never deciding, never
+    # in a job's scores, its drift or its DICOM results.
+    shadow: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The mean grey level (0-1) of the model's input: drift monitoring's view of the pixels.
+    brightness: Mapped[float | None] = mapped_column(Float)
 
 
 class SiteProfile(Base):
@@ -281,3 +293,39 @@ class OutboxItem(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ModelAlias(Base):
+    """A name a person gave a model (`cxrq model promote`): `default`, `challenger`, globally
+    (site "") or for one site. Scoring without --model uses these, never a best-by-score pick."""
+
+    __tablename__ = "model_aliases"
+    __table_args__ = (UniqueConstraint("name", "site", name="uq_model_alias"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    site: Mapped[str] = mapped_column(String(128), default="")  # "": every site
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    set_by: Mapped[str] = mapped_column(String(64))
+    why: Mapped[str] = mapped_column(Text)
+    set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEntry(Base):
+    """Who did what, to which job, model, site or alias, when and why. Append-only: triggers
+    refuse UPDATE and DELETE (migration 0010), and workers log in as a role that may only
+    INSERT and SELECT here (`cxrq db upgrade` grants it)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32), index=True)  # train, score, promote, ...
+    # No FKs: the trail outlives what it names, and a cascade would try to change it.
+    job_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    model_id: Mapped[int | None] = mapped_column(Integer)
+    site: Mapped[str | None] = mapped_column(String(128))
+    alias: Mapped[str | None] = mapped_column(String(64))
+    why: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -84,6 +84,21 @@ def scorer_ref(session: Session, job: Job) -> ScorerRef:
     )
 
 
+def shadow_ref(session: Session, job: Job) -> ScorerRef | None:
+    """The job's shadow model (`cxrq score --shadow`), deciding its own rows with its own
+    profile at the job's site when it has one; None when the job has no shadow."""
+    model_id = job.params.get("shadow_model_id")
+    if model_id is None:
+        return None
+    site_id = job.params.get("shadow_site_profile_id")
+    site = session.get(SiteProfile, site_id) if site_id is not None else None
+    return ScorerRef(
+        model_ids=[model_id],
+        site_profile_id=site_id,
+        site_profile=None if site is None else site.profile,
+    )
+
+
 def scorer_ids(key: str) -> dict[str, int | None]:
     """The model or ensemble id a scorer key names ('model:3' -> model_id 3)."""
     kind, _, number = key.partition(":")
@@ -96,7 +111,11 @@ def scorer_ids(key: str) -> dict[str, int | None]:
 
 # Review and identity columns are absent from answers that have none; a batch of rows must
 # name the same columns, so they are stored empty.
-_OPTIONAL = dict.fromkeys((*REVIEW_COLUMNS, *IDENTITY_COLUMNS, "threshold", "site_profile_id"))
+_OPTIONAL = {
+    **dict.fromkeys((*REVIEW_COLUMNS, *IDENTITY_COLUMNS, "threshold", "site_profile_id")),
+    "shadow": False,
+    "brightness": None,
+}
 
 
 def _rows(job_id: int, answers: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -3,6 +3,8 @@
 | variable | default | meaning |
 | --- | --- | --- |
 | CXRQ_DATABASE_URL | sqlite:///<user data dir>/cxrq.db | SQLAlchemy URL of the results database |
+| CXRQ_WORKER_DATABASE_URL | unset (CXRQ_DATABASE_URL) | `cxrq worker`'s login: not the owner |
+| CXRQ_ACTOR | the OS user | who the audit trail names for this command's changes |
 | CXRQ_BROKER_URL | unset (embedded: run jobs in the CLI process) | Celery broker, e.g. redis://… |
 | CXRQ_DATA | unset | default dataset folder for `cxrq train` |
 | CXRQ_CACHE_DIR | <user cache dir> | local cache of model weights and decoded images |
@@ -12,6 +14,8 @@
 | CXRQ_PATIENT_SALT | unset (no patient hash) | key of the salted hash of a DICOM file's PatientID |
 | CXRQ_VISIBILITY_TIMEOUT | 14400 (4 h) | seconds before the broker redelivers an unacked task |
 | CXRQ_LEASE_SECONDS | 30 | a unit of work whose lease is not renewed for this long is re-sent |
+| CXRQ_METRICS_PORT | 9808 | `cxrq worker`: port of its Prometheus /metrics; 0 turns metrics off |
+| CXRQ_METRICS_BIND | 127.0.0.1 | `cxrq worker`: address of /metrics (compose: 0.0.0.0) |
 | CXRQ_AE_TITLE | CXRQ | `cxrq listen`: this receiver's AE title |
 | CXRQ_DICOM_PORT | 11112 | `cxrq listen`: the port it listens on |
 | CXRQ_DICOM_ALLOW | unset (any) | `cxrq listen`: calling AE titles allowed, comma-separated |
@@ -38,6 +42,7 @@ from sqlalchemy.engine import make_url
 @dataclass(frozen=True)
 class Settings:
     database_url: str
+    worker_database_url: str | None  # `cxrq worker`'s login, when not the owner's
     broker_url: str | None
     data_dir: str | None
     cache_dir: Path
@@ -50,6 +55,9 @@ class Settings:
     # None: rows keep no patient hash, since an unsalted hash of a short hospital number is
     # undone by trying them all.
     patient_salt: str | None
+    metrics_port: int  # 0: no metrics (worker.metrics stays off)
+    # Loopback unless a container opens it to its network: the counts are for operators only.
+    metrics_bind: str
 
 
 def default_database_url() -> str:
@@ -60,6 +68,7 @@ def get_settings() -> Settings:
     """Read the environment now (not at import) so tests and subprocesses can change it."""
     return Settings(
         database_url=os.environ.get("CXRQ_DATABASE_URL") or default_database_url(),
+        worker_database_url=os.environ.get("CXRQ_WORKER_DATABASE_URL") or None,
         broker_url=os.environ.get("CXRQ_BROKER_URL") or None,
         data_dir=os.environ.get("CXRQ_DATA") or None,
         cache_dir=Path(os.environ.get("CXRQ_CACHE_DIR") or user_cache_dir("cxrq")),
@@ -69,6 +78,8 @@ def get_settings() -> Settings:
         torch_threads=int(threads) if (threads := os.environ.get("CXRQ_TORCH_THREADS")) else None,
         device=(os.environ.get("CXRQ_DEVICE") or "auto").strip(),
         patient_salt=os.environ.get("CXRQ_PATIENT_SALT") or None,
+        metrics_port=int(os.environ.get("CXRQ_METRICS_PORT") or 9808),
+        metrics_bind=(os.environ.get("CXRQ_METRICS_BIND") or "127.0.0.1").strip(),
     )
 
 

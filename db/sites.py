@@ -31,13 +31,13 @@ def active_profiles(session: Session, site: str) -> list[SiteProfile]:
     return list(session.scalars(query.order_by(SiteProfile.id)).all())
 
 
-def _active_for(session: Session, site: str, model_id: int) -> SiteProfile | None:
+def active_profile(session: Session, site: str, model_id: int) -> SiteProfile | None:
     return next((p for p in active_profiles(session, site) if p.model_id == model_id), None)
 
 
 def check_site_free(session: Session, site: str, model: Model, replace: bool) -> None:
     """SiteError when the site already has an active profile for this model (and no replace)."""
-    old = _active_for(session, site, model.id)
+    old = active_profile(session, site, model.id)
     if old is not None and not replace:
         raise SiteError(
             f"site {site} already has profile {old.id} for model {model.id}; "
@@ -56,7 +56,7 @@ def store_profile(
 ) -> SiteProfile:
     """A new active profile of `model` at `site`; an older active one is marked replaced."""
     check_site_free(session, site, model, replace)
-    old = _active_for(session, site, model.id)
+    old = active_profile(session, site, model.id)
     if old is not None:
         old.state, old.replaced_at = "replaced", utcnow()
     profile = SiteProfile(
@@ -114,6 +114,7 @@ def calibration_rows(session: Session, job_id: int, key: str) -> list[Any]:
             Prediction.ood_score,
             Prediction.anomaly_score,
             Prediction.error,
+            Prediction.brightness,
         )
         .where(
             Prediction.job_id == job_id,

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from db.audit import current_actor
 from db.columns import IDENTITY_COLUMNS, KIND_COLUMNS, REVIEW_COLUMNS, SCORE_COLUMNS
 from db.schema import (
     FINAL_STATES,
@@ -36,6 +37,8 @@ PREDICTION_VALUES = (
     "kind",
     *REVIEW_COLUMNS,
     *IDENTITY_COLUMNS,
+    "shadow",
+    "brightness",
 )
 
 
@@ -47,7 +50,7 @@ class NotFoundError(LookupError):
 
 
 def create_job(session: Session, kind: str, params: dict[str, Any]) -> Job:
-    job = Job(kind=kind, params=params, state="pending", message="queued")
+    job = Job(kind=kind, params=params, state="pending", message="queued", actor=current_actor())
     session.add(job)
     session.flush()
     return job

@@ -37,16 +37,12 @@ class IntakeConfig:
 
 
 def site_profile_id(site: str, model: str | None) -> int:
-    """The active profile of the site for the model named (any model when none is)."""
-    from db.lookups import resolve_scorer
-    from db.schema import Ensemble
-    from db.sites import SiteError, profile_for
+    """The active profile of the site for the model named (none named: the site's `default`
+    alias, else the global one, else the only model)."""
+    from db.lookups import site_profile_of
 
     with session_scope() as s:
-        found = None if model is None else resolve_scorer(s, model)
-        if isinstance(found, Ensemble):
-            raise SiteError("a site profile applies to single models, not ensembles")
-        return profile_for(s, site, found).id
+        return site_profile_of(s, site, model).id
 
 
 def submit_study(study_uid: str, batch: list[Received], config: IntakeConfig) -> int | None:

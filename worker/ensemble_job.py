@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from db import audit
 from db.lookups import ensemble_named, latest_model, resolve_ensemble, resolve_model
 from db.schema import Ensemble, Model
 from db.scoring import ScorerRef, ensemble_ref
@@ -62,7 +63,13 @@ def create_ensemble(name: str, refs: list[tuple[str, float]], method: str = "vot
     with session_scope() as s:
         if ensemble_named(s, name) is not None:
             raise EnsembleError(f"an ensemble named {name!r} exists; choose another name")
-        ensemble_id = save_ensemble(s, name, method, _members(s, refs)).id
+        members = _members(s, refs)
+        ensemble_id = save_ensemble(s, name, method, members).id
+        audit.record(
+            s,
+            "ensemble-create",
+            detail={"ensemble_id": ensemble_id, "name": name, "method": method, "members": members},
+        )
     score_on_validation(ensemble_id)
     return ensemble_id
 
@@ -157,5 +164,10 @@ def fit_ensemble(name: str, folds: int = 5, seed: int = 0, select: bool = False)
         weights = [{"model_id": i, "weight": w} for i, w in zip(kept, fit.weights, strict=True)]
         save_ensemble_fit(s, ensemble_id, fit.threshold, params, weights)
         save_evaluation(s, "validation", params["validation"], scores, ensemble_id=ensemble_id)
+        audit.record(
+            s,
+            "ensemble-fit",
+            detail={"ensemble_id": ensemble_id, "name": name, "members": weights, "select": select},
+        )
     score_on_test(ensemble_id)
     return scores

@@ -1,8 +1,9 @@
 """Closing a score job once it is over: every unit done, or cancelled with nothing running.
 
 Exactly once, from whichever worker, reaper or CLI gets there first (a conditional update);
-closing recounts the rows, stores the scores of each scorer over the labelled images, and
-says what the job found (unreadable, lost, flagged for review).
+closing recounts the rows, stores the scores of each scorer over the labelled images, compares
+the batch with its drift reference, and says what the job found (unreadable, lost, flagged for
+review, drift).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from db import work
+from db.audit import record
 from db.columns import REVIEW_REASONS
+from db.drift import batch_rows, job_reference, store_drift
 from db.job_answers import review_summary
 from db.schema import CLASSES_BY_INDEX, FINAL_STATES, Job, scorer_key
 from db.scoring import (
@@ -28,12 +31,14 @@ from db.scoring import (
 from db.session import session_scope
 from db.store import get_job, save_evaluation
 from training.data.data_files import kind_code
+from training.evaluation.drift import alarm_line, compare_rows
 from training.evaluation.metrics import binary_scores, kind_scores
 from training.scoring.answers import FOLDER_UNREADABLE, NOT_A_NUMBER, NOT_SCORED
 from training.scoring.ensemble import ensemble_kind_threshold
 from training.scoring.files import MODEL_FAILED
 from training.scoring.prevalence import PREVALENCE_THRESHOLD
 from worker.jobs import ScoreParams
+from worker.metrics import count_drift_verdict
 from worker.site_calibration import calibrate, calibration_of
 
 PARTIAL_BECAUSE = {
@@ -70,9 +75,13 @@ def settle(job_id: int) -> dict[str, Any] | None:
             fitted_state, line = calibrate(s, job, ref)
             summary = f"{summary}; {line}"
             state = "failed" if fitted_state == "failed" else state
+        verdict = None if state == "failed" else _drift(s, job, ref)
+        summary += f"; DRIFT: {alarm_line(job.drift)}" if verdict == "drift" else ""
         if not close_job(s, job_id, state, summary, done):
             s.rollback()  # another worker closed it first; drop our duplicate evaluation
             return None
+        if verdict is not None:
+            count_drift_verdict(verdict)
         return {"state": state, "message": summary, "scores": scores}
 
 
@@ -153,6 +162,19 @@ def _kind_scores(s: Session, rows: list, ref: ScorerRef, ids: dict[str, int]) ->
         site_cut = (ref.site_profile or {}).get("kind_threshold")
         cut = 0.5 if cut is None else (cut if site_cut is None else site_cut)
     return kind_scores([k for k, _ in known], [p for _, p in known], cut)
+
+
+def _drift(s: Session, job: Job, ref: ScorerRef) -> str:
+    """The job's batch against its reference (training.evaluation.drift), stored on the job;
+    an alarm is also an audit entry. Returns the verdict."""
+    reference = job_reference(s, job)
+    result = compare_rows(reference.sample, batch_rows(s, job.id, ref.key), reference.note)
+    store_drift(s, job, result | {"reference": reference.what})
+    if result["verdict"] == "drift":
+        detail = {"reference": reference.what, "alarms": alarm_line(result)}
+        site = reference.site
+        record(s, "drift-alarm", job_id=job.id, model_id=job.model_id, site=site, detail=detail)
+    return result["verdict"]
 
 
 def _review_summary(s: Session, job: Job) -> str:

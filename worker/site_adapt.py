@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from db import audit
 from db.lookups import weights_of
 from db.schema import Job, Model, SiteProfile
 from db.session import session_scope
@@ -89,5 +90,13 @@ def adapt_site(job_id: int, trainable: str = "all") -> str:
             site=wanted["site"],
         )
         profile = store_profile(s, wanted["site"], parent, job_id, fitted, True, adapted.id)
+        audit.record(
+            s,
+            "site-adapt",
+            job_id=job_id,
+            model_id=adapted.id,
+            site=wanted["site"],
+            detail={"parent_id": parent.id, "profile_id": profile.id, "epochs": result.epochs},
+        )
         line = profile_line(profile.id, wanted["site"], parent.id, fitted)
         return f"{line}; adapted model {adapted.id} ({result.epochs} epochs, {trainable})"

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from db import audit
 from db.schema import Job, Model
 from db.scoring import ScorerRef
 from db.sites import calibration_rows, store_profile
@@ -29,7 +30,7 @@ def fit_profile_rows(
 ) -> dict[str, Any]:
     """The profile the job's rows give (SiteFitError when they cannot support one)."""
     rows = calibration_rows(s, job_id, key)
-    columns = list(zip(*rows, strict=True)) if rows else [()] * 7
+    columns = list(zip(*rows, strict=True)) if rows else [()] * 8
     images, left_out = site_images(*columns)
     fitted = fit_site_profile(
         images, wanted["rule"], wanted.get("target") or 0.95, model_threshold=model_threshold
@@ -49,6 +50,15 @@ def calibrate(s: Session, job: Job, ref: ScorerRef) -> tuple[str, str]:
     except SiteFitError as exc:
         return "failed", f"calibration failed: {exc}"
     profile = store_profile(s, wanted["site"], model, job.id, fitted, bool(wanted.get("replace")))
+    audit.record(
+        s,
+        "site-profile",
+        job_id=job.id,
+        model_id=model.id,
+        site=wanted["site"],
+        actor=job.actor,
+        detail={"profile_id": profile.id, "threshold": profile.threshold, "rule": profile.rule},
+    )
     return "succeeded", profile_line(profile.id, wanted["site"], model.id, fitted)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import traceback
 
-from db import work
+from db import audit, work
 from db.schema import Job, utcnow
 from db.session import DatabaseError, session_scope
 from db.store import finish_job, get_job, mark_running, save_evaluation, save_model
@@ -82,6 +82,15 @@ def _store(job_id: int, name: str, config: TrainConfig, result: TrainResult, lea
         f1 = result.val_scores["f1"]
         job.state, job.finished_at, job.model_id = "succeeded", utcnow(), model.id
         job.message = f"model {model.id}, validation F1 {f1:.3f}"
+        # Stored, never promoted: only `cxrq model promote` changes what scores.
+        audit.record(
+            s,
+            "model-stored",
+            job_id=job_id,
+            model_id=model.id,
+            actor=job.actor,
+            detail={"arch": config.arch, "sha256": model.weights_sha256},
+        )
         return model.id
 
 

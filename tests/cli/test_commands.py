@@ -154,10 +154,10 @@ def test_report_models_shows_validation_and_test_side_by_side(db_url: str) -> No
     header, _, with_test, without = run("report", "models").splitlines()[:4]
     val = ["val_f1", "val_sensitivity", "val_specificity", "val_accuracy", "val_roc_auc"]
     test = ["test_sensitivity", "test_specificity", "test_accuracy", "test_roc_auc"]
-    assert header.split()[6:15] == val + test
+    assert header.split()[7:16] == val + test  # after id .. epochs and the aliases
     scores = ["0.8000", "0.7000", "0.7500", "-"]  # sensitivity .. AUC (NaN AUC stored as NULL)
-    assert with_test.split()[6:15] == ["0.9000", *scores, *scores]
-    assert without.split()[11:15] == ["-"] * 4
+    assert with_test.split()[6:16] == ["-", "0.9000", *scores, *scores]  # no alias: "-"
+    assert without.split()[12:16] == ["-"] * 4
     rows = list(csv.DictReader(io.StringIO(run("report", "models", "--format", "csv"))))
     assert rows[0]["test_f1"] == "0.6" and rows[0]["test_tn"] == "7" and rows[1]["test_n"] == ""
     counts = {f"{p}_{k}" for p in ("val", "test") for k in ("precision", "fn", "threshold", "n")}

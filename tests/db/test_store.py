@@ -1,7 +1,7 @@
 import pytest
 from sqlalchemy import func, select
 
-from db.lookups import resolve_job, resolve_model
+from db.lookups import resolve_job
 from db.schema import Prediction
 from db.session import session_scope
 from db.store import (
@@ -36,24 +36,6 @@ def test_upsert_never_doubles_a_prediction(any_db_url: str) -> None:
         assert s.scalar(select(func.count()).select_from(Prediction)) == 2
         probs = s.scalars(select(Prediction.prob).order_by(Prediction.path)).all()
         assert probs == [0.9, 0.2]
-
-
-def test_resolve_model_by_id_name_arch_and_best(any_db_url: str) -> None:
-    with session_scope() as s:
-        weak = add_placeholder_model(s, "googlenet", "googlenet", 0.80)
-        strong = add_placeholder_model(s, "googlenet", "googlenet", 0.95)
-        other = add_placeholder_model(s, "mine", "cnn", 0.90)
-        unscored = add_placeholder_model(s, "raw", "mlp", None)
-    with session_scope() as s:
-        assert resolve_model(s, str(weak)).id == weak
-        assert resolve_model(s, "googlenet").id == strong
-        assert resolve_model(s, "cnn").id == other
-        assert resolve_model(s, "raw").id == unscored
-        assert resolve_model(s, None).id == strong
-        with pytest.raises(NotFoundError, match="no model named 'vgg'"):
-            resolve_model(s, "vgg")
-        with pytest.raises(NotFoundError, match="no model with id 99"):
-            resolve_model(s, "99")
 
 
 def test_models_report_carries_validation_and_other_evaluations(any_db_url: str) -> None:

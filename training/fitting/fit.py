@@ -33,7 +33,7 @@ from training.fitting.loop import (
 )
 from training.fitting.outputs import auc, evaluate
 from training.fitting.precision import precision_used
-from training.fitting.review_fit import fit_model_review
+from training.fitting.review_fit import fit_model_review, validation_reference
 from training.fitting.thresholds import choose_thresholds
 from training.fitting.training_data import TrainingData, decode_split, load_data
 from training.models.checkpoint import ModelBundle
@@ -191,6 +191,7 @@ def _score(
         "precision_used": precision_used(config, next(model.parameters()).device),
         "kind_threshold": bundle.kind_threshold,  # also in the weights' header
         "review": bundle.review.header(),  # its flag lines; the Gaussians are in the weights
+        "monitoring": {"sample": validation_reference(model, data.val, bundle, config)},
         "roc": {"validation": val_scores.pop("roc")},
     }
     if test_scores is not None:

@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from training.data.preprocess import Normalizer
+from training.evaluation.drift import reference_sample
 from training.fitting.config import TrainConfig
 from training.fitting.outputs import finite_proba
 from training.fitting.training_data import DecodedSplit, TrainingData
+from training.models.checkpoint import ModelBundle
 from training.review.features import Gaussian, feature_tap, fit_orientation, image_statistics
 from training.review.stats import COMPONENTS, ReviewStats, Scores
+from training.review.verdicts import REASONS, member_verdict
 from training.scoring.ensemble import fit_stacking
 
 # Share of tuning images that may be flagged not-cxr: half the 2% allowed, because new patients
@@ -145,3 +149,24 @@ def fit_model_review(
 
     tune = None if data.tune is None else calibration(data.tune, "on the tuning split")
     return fit_review(calibration(data.train, "on the training split"), tune, threshold)
+
+
+def validation_reference(
+    model: nn.Module, split: DecodedSplit, bundle: ModelBundle, config: TrainConfig
+) -> dict[str, Any]:
+    """The drift reference of a model scored without a site (training.evaluation.drift): the
+    validation split (patients nothing was fitted or chosen on) as scoring would store it,
+    with the model's own threshold and review lines."""
+    with feature_tap(model) as caught:
+        prob = finite_proba(model, split, bundle.normalizer, config, "on validation")
+    called = prob >= bundle.threshold
+    # As scoring measures it (training.scoring.files): the mean of the uint8 input, over 255.
+    bright = torch.cat([b.float().mean((1, 2, 3)) for b in split.images.cpu().split(256)]) / 255
+    source = "validation split"
+    if bundle.review is None:
+        return reference_sample(prob.numpy(), called.numpy(), None, {}, source, bright.numpy())
+    inputs = bundle.review.input_scores(torch.cat(caught), split.images)
+    verdict = member_verdict(bundle.review, inputs, prob, called)
+    marks = {name: [name in r for r in verdict.reasons] for name in REASONS}
+    ood = verdict.ood.numpy()
+    return reference_sample(prob.numpy(), called.numpy(), ood, marks, source, bright.numpy())

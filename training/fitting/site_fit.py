@@ -15,7 +15,8 @@ What a profile holds (plain JSON; training.scoring.site applies it):
 - the review lines refitted to the site: not-cxr and anomaly rescaled so their budgets hold on
   the site's images, and the low-confidence line under the new calibration;
 - the prevalence, the kind threshold, reliability before and after, and the reference
-  monitoring compares against (quantiles of P and of the review scores, each flag's share).
+  monitoring compares against (quantiles of P and of the review scores, each flag's share,
+  and the per-image sample drift alarms test against: training.evaluation.drift).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 
 from training.evaluation.curves import roc_points
+from training.evaluation.drift import reference_sample
 from training.evaluation.metrics import roc_auc
 from training.fitting.logistic import logit
 from training.fitting.review_fit import (
@@ -44,6 +46,7 @@ from training.fitting.site_threshold import (
 )
 from training.fitting.thresholds import balanced_threshold
 from training.review.stats import Scores
+from training.review.verdicts import REASONS, flags
 
 MIN_KIND = 10  # pneumonias of each known kind for a kind threshold
 N_BOOT = 2000
@@ -98,6 +101,7 @@ def fit_site_profile(
     }
     profile["review"] = _review(fit, ood_scale, platt, choice.threshold)
     profile["monitoring"] = _monitoring(fit, site_p, profile["review"], platt, choice.threshold)
+    profile["monitoring"]["sample"] = _sample(images, profile["review"], platt, choice.threshold)
     return profile
 
 
@@ -209,6 +213,26 @@ def _monitoring(
         "low-confidence": float((scores.confidence < review["confidence_line"]).double().mean()),
     }
     return out
+
+
+def _sample(
+    images: SiteImages,
+    review: dict[str, float] | None,
+    platt: tuple[float, float],
+    raw_threshold: float,
+) -> dict[str, Any]:
+    """The drift reference (training.evaluation.drift): every readable image, its not-cxr ones
+    included, as scoring under this profile would store it (site P, the OOD score on the site's
+    line, the call and each flag), so a later batch is compared with like."""
+    site_p = calibrated(images.prob, platt).numpy()
+    called = images.prob >= raw_threshold
+    bright = None if images.brightness is None else images.brightness.numpy()
+    if review is None:
+        return reference_sample(site_p, called.numpy(), None, {}, "site", bright)
+    scores = _site_scores(images, review["ood_scale"], review["anomaly_scale"], platt, called)
+    reasons, _ = flags(scores, called, review["confidence_line"])
+    marks = {name: [name in r for r in reasons] for name in REASONS}
+    return reference_sample(site_p, called.numpy(), scores.ood.numpy(), marks, "site", bright)
 
 
 def reliability(prob: torch.Tensor, labels: torch.Tensor) -> list[dict[str, float]]:

@@ -36,6 +36,7 @@ class SiteImages:
     kinds: torch.Tensor
     ood: torch.Tensor | None = None
     anomaly: torch.Tensor | None = None
+    brightness: torch.Tensor | None = None  # mean grey level of the input (None: not stored)
 
     def subset(self, keep: torch.Tensor) -> SiteImages:
         _, patients = torch.unique(self.patients[keep], return_inverse=True)
@@ -47,6 +48,7 @@ class SiteImages:
             self.kinds[keep],
             None if self.ood is None else self.ood[keep],
             None if self.anomaly is None else self.anomaly[keep],
+            None if self.brightness is None else self.brightness[keep],
         )
 
 
@@ -89,6 +91,7 @@ def site_images(
     ood: Sequence[float | None],
     anomaly: Sequence[float | None],
     errors: Sequence[str | None],
+    brightness: Sequence[float | None] = (),
 ) -> tuple[SiteImages, dict[str, int]]:
     """The readable images as a SiteImages, and what was left out or assumed: unreadable
     images, and patients known only as their file (a name that gives no patient is one
@@ -100,6 +103,8 @@ def site_images(
     labels = torch.tensor([CLASSES.index(true_labels[i]) for i in keep], dtype=torch.long)
     kinds = torch.tensor([kind_code(paths[i], int(labels[j])) for j, i in enumerate(keep)])
     has_review = bool(keep) and all(ood[i] is not None for i in keep)
+    has_brightness = bool(keep) and bool(brightness)
+    has_brightness = has_brightness and all(brightness[i] is not None for i in keep)
 
     def column(values: Sequence[float | None]) -> torch.Tensor:
         return torch.tensor([_value(values[i]) for i in keep], dtype=torch.float64)
@@ -112,6 +117,7 @@ def site_images(
         kinds=kinds.long(),
         ood=column(ood) if has_review else None,
         anomaly=column(anomaly) if has_review else None,
+        brightness=column(brightness) if has_brightness else None,
     )
     unnamed = sum(1 for k in index if k.startswith("file:"))
     return images, {"unreadable": len(errors) - len(keep), "unnamed_patients": unnamed}

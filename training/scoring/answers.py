@@ -120,14 +120,24 @@ def prediction_answers(
             if scorer.site is not None:
                 row["site_profile_id"] = scorer.site.profile_id
             row |= _review_fields(scores, key, index.get(pos))
+            row["brightness"] = _brightness(scores, m, pos)
             rows.append(merge_header_flags(row, flags))
         if scores.combined is not None:
             prob, error = _checked(float(scores.combined[pos]), scores.errors.get(pos))
             viral = (float(scores.combined_viral[pos]), cut)
             row = answer(scorer.key, path, prob, scorer.threshold, truth[pos], error, viral)
             row |= _review_fields(scores, scorer.key, index.get(pos))
+            row["brightness"] = _brightness(scores, 0, pos)  # the first member's input
             rows.append(merge_header_flags(row, flags))
     return rows
+
+
+def _brightness(scores: ChunkScores, member: int, pos: int) -> float | None:
+    """The mean grey level (0-1) of a member's input for one file; None where it was not read."""
+    if scores.brightness is None:
+        return None
+    value = float(scores.brightness[member, pos])
+    return None if math.isnan(value) else value
 
 
 def heatmap_answers(paths: list[str], scores: ChunkScores) -> list[dict[str, Any]]:

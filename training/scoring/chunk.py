@@ -22,7 +22,7 @@ from training.models.checkpoint import ModelBundle
 from training.review.verdicts import Verdict, ensemble_verdict, member_verdict
 from training.scoring.answers import add_identities, heatmap_answers, prediction_answers
 from training.scoring.ensemble import combine, combine_viral
-from training.scoring.files import score_files_multi
+from training.scoring.files import DecodeMemo, score_files_multi
 from training.scoring.prevalence import PREVALENCE_THRESHOLD, prior_shift
 from training.scoring.site import SiteOperatingPoint
 
@@ -62,10 +62,12 @@ def score_chunk(
     folder: Path,
     explain: str = "none",
     salt: str | None = None,
+    memo: DecodeMemo | None = None,
 ) -> ChunkAnswers:
     """Score the files; `explain` says which images get heatmaps: none, pneumonia (the scorer's
-    PNEUMONIA calls) or all; `salt` keys the DICOM patient hash (None: no hash)."""
-    scores = chunk_scores(scorer, paths, explain != "none")
+    PNEUMONIA calls) or all; `salt` keys the DICOM patient hash (None: no hash). Calls that
+    share a `memo` (a dict) on the same paths decode them once."""
+    scores = chunk_scores(scorer, paths, explain != "none", memo)
     truth = [folder_label(Path(p), folder) for p in paths]
     predictions = prediction_answers(scorer, paths, truth, scores)
     add_identities(predictions, paths, scores.headers, salt)
@@ -100,12 +102,15 @@ class ChunkScores:
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     review_positions: list[int] = field(default_factory=list)
     headers: dict[int, DicomHeader] = field(default_factory=dict)  # DICOM files that decoded
+    brightness: torch.Tensor | None = None  # (M, N) mean grey level of each member's input
 
 
-def chunk_scores(scorer: Scorer, paths: list[str], explain: bool = False) -> ChunkScores:
+def chunk_scores(
+    scorer: Scorer, paths: list[str], explain: bool = False, memo: DecodeMemo | None = None
+) -> ChunkScores:
     """Score a chunk with the scorer's models, and combine them when it is an ensemble."""
     bundles = scorer.bundles
-    scored = score_files_multi(bundles, paths, explain=explain)
+    scored = score_files_multi(bundles, paths, explain=explain, memo=memo)
     probs, thresholds = scored.probs.clone(), [b.threshold for b in bundles]
     if scorer.prevalence is not None:
         probs[0] = prior_shift(probs[0], bundles[0].train_prior, scorer.prevalence)
@@ -117,7 +122,7 @@ def chunk_scores(scorer: Scorer, paths: list[str], explain: bool = False) -> Chu
         if kind_cuts[0] is not None and scorer.site.kind_threshold is not None:
             kind_cuts[0] = scorer.site.kind_threshold
     scores = ChunkScores(probs, scored.viral, scored.errors, thresholds, kind_cuts)
-    scores.headers = scored.headers
+    scores.headers, scores.brightness = scored.headers, scored.brightness
     if explain:
         _member_maps(scores, scorer, scored.maps)
     if scorer.ensemble_key is not None:

@@ -28,11 +28,14 @@ class FileScores:
     could not be read (viral also where a model has no kind head); review is (M, N, 2), the ood
     and anomaly scores (NaN also where a model has no review statistics); maps[m] holds model
     m's heatmap (h, w) by file position, when they were asked for; headers the DICOM header of
-    each DICOM file that decoded, read with its pixels."""
+    each DICOM file that decoded, read with its pixels; brightness (M, N) the mean grey level
+    (0-1) of each model's input, before normalisation: drift monitoring watches it, since a
+    new detector or protocol moves the pixels long before it moves the model's answers."""
 
     probs: torch.Tensor
     viral: torch.Tensor
     review: torch.Tensor
+    brightness: torch.Tensor | None = None
     errors: dict[int, str] = field(default_factory=dict)  # position -> reason
     maps: list[dict[int, torch.Tensor]] = field(default_factory=list)
     headers: dict[int, DicomHeader] = field(default_factory=dict)  # position -> header
@@ -128,21 +131,45 @@ def _decoded(
     yield from stream_decode(paths, size, GPU_BATCH, threads, equalize, crop, pin=True)
 
 
+DecodeMemo = dict[tuple, list[tuple[int, DecodedBatch]]]
+
+
+def _remembered(
+    memo: DecodeMemo | None, key: tuple, batches: Iterator[tuple[int, DecodedBatch]]
+) -> Iterator[tuple[int, DecodedBatch]]:
+    """The batches, kept in `memo` under `key` as they come, or replayed from it: a second
+    scorer of the same chunk (a shadow) then decodes nothing again."""
+    if memo is None:
+        yield from batches
+        return
+    if key in memo:
+        yield from memo[key]
+        return
+    kept: list[tuple[int, DecodedBatch]] = []
+    for item in batches:
+        kept.append(item)
+        yield item
+    memo[key] = kept  # only a complete pass is replayed
+
+
 def score_files_multi(
     bundles: Sequence[ModelBundle],
     paths: Sequence[str | os.PathLike],
     batch_size: int = 256,
     explain: bool = False,
+    memo: DecodeMemo | None = None,
 ) -> FileScores:
     """P(PNEUMONIA), P(VIRAL | PNEUMONIA), review scores and (with `explain`) heatmaps of
     several models on the same files. Each file is decoded once per input size, contrast
-    mapping and crop; `batch_size` is the CPU's decode batch (a GPU's is GPU_BATCH)."""
+    mapping and crop; `batch_size` is the CPU's decode batch (a GPU's is GPU_BATCH). A `memo`
+    shared between calls on the same paths keeps the decoded batches for the next call."""
     shape = (len(bundles), len(paths))
     nan = float("nan")
     result = FileScores(
         torch.full(shape, nan, dtype=torch.float64),
         torch.full(shape, nan, dtype=torch.float64),
         torch.full((*shape, 2), nan, dtype=torch.float64),
+        torch.full(shape, nan, dtype=torch.float64),
     )
     result.maps = [{} for _ in bundles] if explain else []
     by_input: dict[tuple[int, str, float], list[int]] = {}
@@ -150,10 +177,16 @@ def score_files_multi(
         by_input.setdefault((bundle.img_size, bundle.equalize, bundle.crop), []).append(m)
     on_gpu = any(b.model_device.type == "cuda" for b in bundles)
     for (size, equalize, crop), members in by_input.items():
-        for start, decoded in _decoded(paths, size, equalize, crop, batch_size, on_gpu):
+        decoding = _decoded(paths, size, equalize, crop, batch_size, on_gpu)
+        key = (size, equalize, crop, batch_size, on_gpu)
+        for start, decoded in _remembered(memo, key, decoding):
             result.errors.update({start + i: msg for i, msg in decoded.errors.items()})
             result.headers.update({start + i: h for i, h in decoded.headers.items()})
             positions = [start + i for i in decoded.ok_index]
+            if positions:
+                means = decoded.tensor.float().mean((1, 2, 3)).cpu().double() / 255
+                for m in members:
+                    result.brightness[m, positions] = means
             for m in members:
                 kept, (prob, viral, review, maps) = _guarded_outputs(
                     bundles[m], decoded.tensor, explain, positions, result.errors
