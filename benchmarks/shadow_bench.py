@@ -1,12 +1,12 @@
 """What a shadow model costs: scoring a chunk with a shadow beside the job's model, against the
 job's model alone plus the shadow's inference alone (the goal: at most 1.1 times that sum).
 
-    python -m benchmarks.shadow_bench [--copies 2] [--repeats 3] [--out BENCHMARKS-shadow.md]
+    python -m benchmarks.shadow_bench [--copies 3] [--repeats 5] [--out results.md]
 
 Files: the 150 full-resolution X-rays of ../shared/data/fullres linked `copies` times, scored in
 units of 256 as a worker does (training.scoring.chunk.score_chunk). Models: GoogLeNet@64 as the
 job's, ResNet50@64 as the shadow, freshly initialised (the cost does not depend on the weights).
-Measured, each the best of `repeats`, in one process:
+Measured in one process, each the median of `repeats` rounds (a round runs all four in turn):
 - primary alone: score_chunk with the job's model (decode + inference);
 - shadow inference alone: the shadow on the decoded batches, no decode;
 - primary + shadow, one decode: what a unit with --shadow runs (the decode memo shared);
@@ -16,6 +16,7 @@ Measured, each the best of `repeats`, in one process:
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,13 +44,16 @@ def _units(paths: list[str]) -> list[list[str]]:
     return [paths[i : i + UNIT] for i in range(0, len(paths), UNIT)]
 
 
-def _best(fn: Callable[[], None], repeats: int) -> float:
-    times = []
+def _medians(runs: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Each run's median time over `repeats` rounds; a round times every run once, in turn,
+    so a machine that speeds up or slows down meanwhile weighs on all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(found) for name, found in times.items()}
 
 
 def measure(paths: list[str], folder: Path, repeats: int) -> dict[str, float]:
@@ -78,14 +82,15 @@ def measure(paths: list[str], folder: Path, repeats: int) -> dict[str, float]:
             score_chunk(primary, unit, folder)
             score_chunk(shadow, unit, folder)
 
+    runs = {
+        "primary alone": primary_alone,
+        "shadow inference alone": shadow_inference,
+        "primary + shadow, one decode (cxrq)": with_shadow,
+        "primary + shadow, decoding twice (baseline)": decoding_twice,
+    }
     with torch.inference_mode():
         primary_alone()  # warm the page cache and the kernels once
-        return {
-            "primary alone": _best(primary_alone, repeats),
-            "shadow inference alone": _best(shadow_inference, repeats),
-            "primary + shadow, one decode (cxrq)": _best(with_shadow, repeats),
-            "primary + shadow, decoding twice (baseline)": _best(decoding_twice, repeats),
-        }
+        return _medians(runs, repeats)
 
 
 def table(times: dict[str, float], n: int) -> str:
@@ -101,8 +106,8 @@ def table(times: dict[str, float], n: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--copies", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--copies", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,7 +116,7 @@ def main() -> None:
         times = measure(paths, folder, args.repeats)
     text = (
         f"{len(paths)} full-resolution files in units of {UNIT}, GoogLeNet@64 with a "
-        f"ResNet50@64 shadow, best of {args.repeats}, {torch.get_num_threads()} threads; "
+        f"ResNet50@64 shadow, median of {args.repeats} rounds, {torch.get_num_threads()} threads; "
         f"{machine()}\n\n{table(times, len(paths))}\n"
     )
     print(text)

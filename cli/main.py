@@ -16,6 +16,7 @@ from cli.ensemble_cmd import ensemble
 from cli.errors import friendly_errors
 from cli.listen_cmd import export, listen
 from cli.model_cmd import model
+from cli.report_audit_cmd import report_audit
 from cli.report_cmd import report
 from cli.report_compare_cmd import report_compare
 from cli.report_drift_cmd import report_drift
@@ -48,9 +49,16 @@ def cli() -> None:
     """
 
 
-# The report group's commands that draw come from their own module (it imports the group's
-# helpers, so the group cannot import it back).
-for subcommand in (report_compare, report_drift, report_html, report_heatmap, report_outbox):
+# Report commands with modules of their own (the group's module stays small; the drawing ones
+# import the group's helpers, so the group cannot import them back).
+for subcommand in (
+    report_audit,
+    report_compare,
+    report_drift,
+    report_html,
+    report_heatmap,
+    report_outbox,
+):
     report.add_command(subcommand)
 for command in (
     train,

@@ -147,7 +147,8 @@ def _create_job(
     except PrevalenceForEnsemble:
         raise click.UsageError("--prevalence applies to single models, not ensembles") from None
     click.echo(f"job {job.id}: score {job.n_images} images in {folder} with {job.scorer}")
-    click.echo(f"scorer chosen by {job.chosen_by}")
+    if job.chosen_by:
+        click.echo(f"scored by {job.chosen_by}")
     if job.shadow:
         click.echo(f"shadow: {job.shadow} (stored beside, never deciding)")
     click.echo(f"threshold {job.threshold:.4g} from the {job.threshold_source}")

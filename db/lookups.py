@@ -38,10 +38,12 @@ def latest_evaluation(
 
 @dataclass(frozen=True)
 class Resolved:
-    """Who a reference named, and how it was chosen (the score job's message says so)."""
+    """Who a reference named, and how: `chosen` says it when no id or name picked it (an
+    alias, or the only model), which the score job's message repeats."""
 
     scorer: Model | Ensemble
     how: str
+    chosen: bool = False
 
 
 def _unadapted(session: Session, *where: Any) -> list[Model]:
@@ -55,7 +57,9 @@ def _no_default(session: Session, site: str | None) -> Resolved:
     if not models:
         raise NotFoundError("no trained model yet; train one with `cxrq train --arch googlenet`")
     if len(models) == 1:
-        return Resolved(models[0], "the only model; no `default` alias is set")
+        only = models[0]
+        how = f"model {only.id}, the only model (no `default` alias is set)"
+        return Resolved(only, how, chosen=True)
     where = f" for site {site}" if site else ""
     raise NotFoundError(
         f"{len(models)} models and no `default` alias{where}; name one with --model, or "
@@ -81,7 +85,7 @@ def resolve(session: Session, ref: str | None, site: str | None = None) -> Resol
         alias = alias_target(session, DEFAULT, site)
         if alias is None:
             return _no_default(session, site)
-        return Resolved(session.get(Model, alias.model_id), _alias_how(alias))
+        return Resolved(session.get(Model, alias.model_id), _alias_how(alias), chosen=True)
     if ref.startswith("ensemble:"):
         return Resolved(resolve_ensemble(session, ref.removeprefix("ensemble:")), "ensemble")
     if ref.isdigit():
@@ -91,12 +95,12 @@ def resolve(session: Session, ref: str | None, site: str | None = None) -> Resol
         return Resolved(model, f"model {model.id}")
     alias = alias_target(session, ref, site)
     if alias is not None:
-        return Resolved(session.get(Model, alias.model_id), _alias_how(alias))
-    for column in (Model.name, Model.arch):
-        found = _unadapted(session, column == ref)
-        if found:
-            model = _one_of(found, ref)
-            return Resolved(model, f"model {model.id}")
+        return Resolved(session.get(Model, alias.model_id), _alias_how(alias), chosen=True)
+    # An arch name means every model of that arch (and any model named like it): one, or none.
+    found = _unadapted(session, (Model.name == ref) | (Model.arch == ref))
+    if found:
+        model = _one_of(found, ref)
+        return Resolved(model, f"model {model.id}")
     ensemble = ensemble_named(session, ref)
     if ensemble is not None:
         return Resolved(ensemble, "ensemble")

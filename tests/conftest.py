@@ -116,6 +116,26 @@ def postgres_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
     admin.dispose()
 
 
+@pytest.fixture()
+def worker_role(postgres_url: str) -> str:
+    """A worker URL with a role of its own, granted by `cxrq db upgrade`; dropped after."""
+    from sqlalchemy import create_engine, text
+
+    from db.session import get_engine
+
+    role = f"cxrq_w_{uuid.uuid4().hex[:8]}"
+    worker_url = create_engine(postgres_url).url.set(username=role, password="pw")
+    yield worker_url.render_as_string(hide_password=False)
+    admin = create_engine(postgres_url.rsplit("/", 1)[0] + "/postgres")
+    # The test database (and the grants in it) is dropped by postgres_url afterwards; the role
+    # is cluster-wide, so drop what it holds here first.
+    with create_engine(postgres_url).begin() as conn:
+        conn.execute(text(f'DROP OWNED BY "{role}"'))
+    get_engine().dispose()
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_db_url(request: pytest.FixtureRequest) -> str:
     """The same test against both supported backends (PostgreSQL migrated like production)."""

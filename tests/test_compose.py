@@ -16,8 +16,12 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from cli.main import cli
+from db.audit import audit_entries
+from db.session import session_scope
 from tests.conftest import make_xray
 from tests.worker.conftest import wait_for
 
@@ -67,7 +71,7 @@ def test_base_images_are_variables_with_the_public_images_as_defaults(compose: d
 
 def test_secrets_come_from_the_environment(compose: dict) -> None:
     text = (ROOT / "docker-compose.yml").read_text()
-    for name in ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH"):
+    for name in ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "WORKER_DB_PASSWORD", "FLOWER_BASIC_AUTH"):
         assert "${" + name + ":?" in text  # `:?` refuses an empty value as well as a missing one
     assert "change-me" not in text
     # The Redis password never reaches a command line (`ps` shows those to every user): it is
@@ -89,14 +93,14 @@ def _settings(path: Path) -> dict[str, str]:
 
 def test_env_example_ships_no_usable_secret() -> None:
     env = _settings(ROOT / ".env.example")
-    for name in ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH"):
+    for name in ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "WORKER_DB_PASSWORD", "FLOWER_BASIC_AUTH"):
         assert env[name] == "", f"{name} must be empty in .env.example: compose refuses it so"
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
 def test_compose_refuses_the_example_env_until_secrets_are_set(tmp_path: Path) -> None:
     env = dict(os.environ)
-    for name in ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH"):
+    for name in ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "WORKER_DB_PASSWORD", "FLOWER_BASIC_AUTH"):
         env.pop(name, None)
     refused = subprocess.run(
         ["docker-compose", "--env-file", ".env.example", "config", "-q"],
@@ -114,6 +118,7 @@ def test_compose_refuses_the_example_env_until_secrets_are_set(tmp_path: Path) -
     assert generated.stat().st_mode & 0o077 == 0  # readable by its owner only
     secrets = _settings(generated)
     assert len(secrets["REDIS_PASSWORD"]) == len(secrets["POSTGRES_PASSWORD"]) == 48
+    assert len(secrets["WORKER_DB_PASSWORD"]) == 48
     assert len(secrets["CXRQ_PATIENT_SALT"]) == 48
     assert secrets["FLOWER_BASIC_AUTH"].startswith("admin:")
     subprocess.run(
@@ -123,6 +128,17 @@ def test_compose_refuses_the_example_env_until_secrets_are_set(tmp_path: Path) -
         check=True,
         capture_output=True,
     )
+
+
+def test_workers_log_in_as_a_role_that_does_not_own_the_tables(compose: dict) -> None:
+    env = compose["x-cxrq-env"]
+
+    def user(url: str) -> str:  # the login before the password's ${...}
+        return url.split("://", 1)[1].split(":", 1)[0]
+
+    assert user(env["CXRQ_WORKER_DATABASE_URL"]) == "cxrq_worker" != user(env["CXRQ_DATABASE_URL"])
+    for name in ("migrate", "worker", "worker-gpu0", "worker-gpu1"):  # grants it, logs in as it
+        assert "CXRQ_WORKER_DATABASE_URL" in compose["services"][name]["environment"]
 
 
 def test_workers_scale_and_see_data_at_the_cli_path(compose: dict) -> None:
@@ -205,6 +221,7 @@ def test_each_gpu_worker_reserves_its_own_card(compose: dict) -> None:
 def test_compose_file_passes_the_schema() -> None:
     # .env.example with its empty secrets filled in, as a user's .env would be.
     secrets = {"REDIS_PASSWORD": "r", "POSTGRES_PASSWORD": "p", "FLOWER_BASIC_AUTH": "a:f"}
+    secrets["WORKER_DB_PASSWORD"] = "w"
     for profiles in ([], ["--profile", "gpu", "--profile", "cli"]):
         subprocess.run(
             ["docker-compose", "--env-file", ".env.example", *profiles, "config", "-q"],
@@ -221,9 +238,14 @@ def _cxrq(*args: str) -> str:
     return result.output
 
 
-def test_migrate_then_worker_commands_serve_a_job(compose, postgres_url, broker_url, tmp_path):
+def test_migrate_then_worker_commands_serve_a_job(
+    compose, postgres_url, broker_url, worker_role, tmp_path, monkeypatch
+):
+    """migrate, then a worker that logs in as its own role (as compose sets it): the grants
+    `db upgrade` gives that role are enough to train and score."""
     services = compose["services"]
     assert services["migrate"]["command"] == ["db", "upgrade"]
+    monkeypatch.setenv("CXRQ_WORKER_DATABASE_URL", worker_role)
     _cxrq(*services["migrate"]["command"])  # the one-shot service, by hand
 
     worker_cmd = [
@@ -256,6 +278,11 @@ def test_migrate_then_worker_commands_serve_a_job(compose, postgres_url, broker_
         )
         assert "validation: F1" in out
         assert "succeeded" in _cxrq("score", str(data), "--wait")
+        with session_scope() as s:
+            actions = [e.action for e in audit_entries(s)]
+            sessions = s.execute(text("SELECT DISTINCT usename FROM pg_stat_activity")).scalars()
+            assert make_url(worker_role).username in set(sessions)  # the worker, logged in
+        assert {"db-upgrade", "train", "model-stored", "score"} <= set(actions)
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)

@@ -35,7 +35,8 @@ class ScoreParams:
     # and the site profile it decides its own rows with (its own threshold when None).
     shadow_model_id: int | None = None
     shadow_site_profile_id: int | None = None
-    chosen_by: str | None = None  # how the scorer was chosen: "alias default (model 5)", ...
+    # How the scorer was chosen when no id or name was given: "alias default (model 5)", ...
+    chosen_by: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The stored form: optional keys appear only when set, in the order rows have them."""

@@ -78,7 +78,7 @@ def create_score_job(
     with session_scope() as s:
         chosen = scorer_of(s, params, scorer)
         found = chosen.scorer
-        params = replace(params, chosen_by=chosen.how)
+        params = replace(params, chosen_by=chosen.how if chosen.chosen else None)
         if shadow is not None:
             params = with_shadow(s, params, found, shadow)
         if isinstance(found, Ensemble):
@@ -106,7 +106,8 @@ def create_score_job(
         shadow_text = ""
         if params.shadow_model_id is not None:
             shadow_text = described(s.get(Model, params.shadow_model_id), ScoreParams(""))
-        return NewJob(job.id, unit_ids, n_images, text, *point, params.chosen_by, shadow_text)
+        chosen = params.chosen_by or ""
+        return NewJob(job.id, unit_ids, n_images, text, *point, chosen, shadow_text)
 
 
 def _audit_score(s: Session, job: Job, params: ScoreParams, n_images: int) -> None:

@@ -102,6 +102,8 @@ def _summarise(s: Session, job: Job, ref: ScorerRef) -> tuple[str, str, dict[str
     params = ScoreParams.from_job(job)
     if params.threshold is not None:
         summary += f"; threshold {params.threshold:.4g} from the {params.threshold_source}"
+    if params.chosen_by:
+        summary += f"; scored by {params.chosen_by}"  # an alias or the only model: say which
     why = [text.format(counts[key]) for key, text in PARTIAL_BECAUSE.items() if counts[key]]
     return ("partial" if why else "succeeded"), "; ".join([summary, *why]), scores
 

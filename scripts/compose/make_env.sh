@@ -25,6 +25,7 @@ while IFS= read -r line; do
   case $line in
     REDIS_PASSWORD=*) echo "REDIS_PASSWORD=$(secret)" ;;
     POSTGRES_PASSWORD=*) echo "POSTGRES_PASSWORD=$(secret)" ;;
+    WORKER_DB_PASSWORD=*) echo "WORKER_DB_PASSWORD=$(secret)" ;;
     FLOWER_BASIC_AUTH=*) echo "FLOWER_BASIC_AUTH=admin:$(secret)" ;;
     CXRQ_PATIENT_SALT=*) echo "CXRQ_PATIENT_SALT=$(secret)" ;;
     CXRQ_DATA_DIR=*) echo "CXRQ_DATA_DIR=${CXRQ_DATA_DIR:-${line#CXRQ_DATA_DIR=}}" ;;

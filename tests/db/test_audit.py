@@ -3,8 +3,6 @@ and on PostgreSQL the workers' role may only INSERT and SELECT it."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, text
@@ -35,22 +33,6 @@ def test_triggers_refuse_changes_even_to_the_owner(any_db_url: str, statement: s
         conn.execute(text(statement))
     with session_scope() as s:
         assert len(audit_entries(s)) == 1
-
-
-@pytest.fixture()
-def worker_role(postgres_url: str) -> str:
-    """A worker URL with a role of its own, granted by `cxrq db upgrade`; dropped after."""
-    role = f"cxrq_w_{uuid.uuid4().hex[:8]}"
-    worker_url = create_engine(postgres_url).url.set(username=role, password="pw")
-    yield worker_url.render_as_string(hide_password=False)
-    admin = create_engine(postgres_url.rsplit("/", 1)[0] + "/postgres")
-    # The test database (and the grants in it) is dropped by postgres_url afterwards; the role
-    # is cluster-wide, so drop what it holds here first.
-    with create_engine(postgres_url).begin() as conn:
-        conn.execute(text(f'DROP OWNED BY "{role}"'))
-    get_engine().dispose()
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
 
 
 def _as_worker(worker_url: str, statement: str) -> None:

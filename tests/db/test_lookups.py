@@ -40,7 +40,7 @@ def test_the_only_model_serves_without_an_alias_and_says_so(any_db_url: str) -> 
     with session_scope() as s:
         found = resolve(s, None)
         assert found.scorer.id == only
-        assert "the only model" in found.how
+        assert found.how == f"model {only}, the only model (no `default` alias is set)"
 
 
 def test_default_alias_then_site_alias_and_training_never_moves_them(any_db_url: str) -> None:

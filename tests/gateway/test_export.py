@@ -41,3 +41,18 @@ def test_export_of_a_job_without_dicom_inputs_says_so(
     job_id = job_id_of(run("score", tmp_path / "folder", "--model", model_id))
     out = run("export", job_id, "--dicom", tmp_path / "out", ok=False)
     assert "no scored DICOM input" in out
+
+
+def test_a_shadow_models_rows_are_never_exported(
+    db_url: str, tiny_checkpoint: dict, tmp_path: Path
+) -> None:
+    model_id = add_tiny_model(tiny_checkpoint)
+    shadow_id = add_tiny_model(tiny_checkpoint, name="challenger")
+    sources = [make_xray(tmp_path / "src" / f"x{i}.png", i % 2 == 0, seed=i) for i in range(3)]
+    twins(sources, tmp_path / "folder")
+    out = run("score", tmp_path / "folder", "--model", model_id, "--shadow", shadow_id)
+    run("export", job_id_of(out), "--dicom", tmp_path / "out")
+    reports = [pydicom.dcmread(p) for p in (tmp_path / "out").glob("*.dcm")]
+    reports = [ds for ds in reports if ds.Modality == "SR"]
+    assert len(reports) == 3  # one per image: the shadow's rows add none
+    assert {sr_facts(ds)["model_id"] for ds in reports} == {model_id}

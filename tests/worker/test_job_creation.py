@@ -47,7 +47,7 @@ def test_a_score_job_stores_its_params_as_it_always_has(any_db_url) -> None:
         jobs = [s.get(Job, j.id) for j in made]
         own = [("threshold", 0.5), ("threshold_source", "model's stored threshold")]
         assert [list(j.params.items()) for j in jobs] == [
-            [*base, ("evaluate", False), *own, ("chosen_by", f"model {model_id}")],
+            [*base, ("evaluate", False), *own],
             [
                 *base,
                 ("evaluate", True),
@@ -55,7 +55,6 @@ def test_a_score_job_stores_its_params_as_it_always_has(any_db_url) -> None:
                 ("prevalence", 0.3),
                 ("threshold", 0.5),
                 ("threshold_source", "prevalence 0.3"),
-                ("chosen_by", f"model {model_id}"),
             ],
             [
                 *base,
@@ -64,7 +63,6 @@ def test_a_score_job_stores_its_params_as_it_always_has(any_db_url) -> None:
                 ("ensemble_id", 1),
                 ("threshold", 0.5),
                 ("threshold_source", "ensemble"),
-                ("chosen_by", "ensemble"),
             ],
         ]
         assert [(j.kind, j.model_id, j.progress_total) for j in jobs] == [
@@ -74,10 +72,7 @@ def test_a_score_job_stores_its_params_as_it_always_has(any_db_url) -> None:
         ]
         assert [len(unit_ids(s, j.id)) for j in jobs] == [2, 2, 2]
         assert ScoreParams.from_job(jobs[1]) == replace(
-            shifted,
-            threshold=0.5,
-            threshold_source="prevalence 0.3",
-            chosen_by=f"model {model_id}",
+            shifted, threshold=0.5, threshold_source="prevalence 0.3"
         )
         assert ScoreParams.from_job(jobs[2]).ensemble_id == 1
     assert [(j.n_images, j.scorer) for j in made] == [
