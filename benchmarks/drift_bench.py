@@ -29,6 +29,7 @@ from PIL import Image
 from benchmarks.common import SHARED, machine
 from benchmarks.ood_zoo import noise, skimage_pictures, text_documents
 from cli.main import cli
+from training.data.splits import linked_halves
 
 NON_CHEST_SHARE = 0.10
 GOALS = {"undrifted": "<= 0.05", "gamma 0.8": ">= 0.90", "gamma 1.25": ">= 0.90"}
@@ -40,22 +41,6 @@ def _cxrq(*args: object) -> str:
     if result.exit_code != 0:
         raise SystemExit(f"cxrq {' '.join(map(str, args))} failed:\n{result.output}")
     return result.output
-
-
-def _halves(data: Path, root: Path, seed: int) -> dict[str, Path]:
-    """Two folders of links to data's images, split by patient (stratified by class)."""
-    from training.data.data_files import CLASSES, find_splits
-    from training.data.splits import patient_split
-
-    items = [i for split in find_splits(data.parent).values() for i in split]
-    items = [i for i in items if Path(i.path).resolve().is_relative_to(data.resolve())]
-    a, b = patient_split(items, val_fraction=0.5, seed=seed)
-    for name, half in (("a", a), ("b", b)):
-        for item in half:
-            link = root / f"half-{name}" / CLASSES[item.label] / Path(item.path).name
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(Path(item.path).resolve())
-    return {"a": root / "half-a", "b": root / "half-b"}
 
 
 def _gamma(folder: Path, gamma: float, dest: Path) -> Path:
@@ -197,7 +182,8 @@ def main() -> None:
         os.environ["CXRQ_CACHE_DIR"] = str(tmp / "cache")
         if args.train or not args.model_db:
             args.model_id = _train(args.data.resolve().parent)
-        folders = _halves(args.data.resolve(), tmp, args.seed)
+        half_a, half_b = linked_halves(args.data.resolve(), tmp, args.seed)
+        folders = {"a": half_a, "b": half_b}
         folders["zoo"] = _non_chest(tmp / "zoo")
         rows = _one_way("a", "b", folders, tmp, args) + _one_way("b", "a", folders, tmp, args)
     _print(rows, args)

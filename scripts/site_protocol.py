@@ -31,25 +31,12 @@ from sqlalchemy import select
 
 from db.schema import Job, Prediction, SiteProfile
 from db.session import session_scope
-from training.data.data_files import CLASSES, LabeledImage, find_splits, patient_id
-from training.data.splits import patient_split
+from training.data.data_files import CLASSES, LabeledImage, patient_id
+from training.data.splits import linked_halves, patient_split
 from training.evaluation.metrics import binary_scores
 from training.fitting.site_threshold import margin_threshold, patient_weights
 
 MIN_BIN = 20  # tenths of P with fewer images are not judged for reliability
-
-
-def _halves(data: Path, root: Path, seed: int) -> tuple[Path, Path]:
-    """Two folders of links to `data`'s images, split by patient (stratified by class)."""
-    items = [i for split in find_splits(data.parent).values() for i in split]
-    items = [i for i in items if Path(i.path).resolve().is_relative_to(data.resolve())]
-    a, b = patient_split(items, val_fraction=0.5, seed=seed)
-    for name, half in (("half-a", a), ("half-b", b)):
-        for item in half:
-            link = root / name / CLASSES[item.label] / Path(item.path).name
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(Path(item.path).resolve())
-    return root / "half-a", root / "half-b"
 
 
 def _cxrq(*args: str) -> None:
@@ -205,7 +192,7 @@ def main() -> None:
     if "CXRQ_DATABASE_URL" not in os.environ:
         sys.exit("set CXRQ_DATABASE_URL to the database holding the model")
     with tempfile.TemporaryDirectory() as tmp:
-        a, b = _halves(args.data, Path(tmp), args.split_seed)
+        a, b = linked_halves(args.data, Path(tmp), args.split_seed)
         results = [
             _one_way(args.model, fit, report, args.target, args.adapt)
             for fit, report in ((a, b), (b, a))

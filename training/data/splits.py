@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from pathlib import Path
 
-from training.data.data_files import LabeledImage
+from training.data.data_files import CLASSES, LabeledImage, find_splits
 
 
 def patient_split(
@@ -47,3 +48,18 @@ def patient_split(
     train = [i for i in items if i.patient not in val_patients]
     val = [i for i in items if i.patient in val_patients]
     return train, val
+
+
+def linked_halves(data: Path, root: Path, seed: int) -> tuple[Path, Path]:
+    """Two folders under root (half-a, half-b) of links to the labelled images below `data`,
+    split by patient and stratified by class: one labelled set playing two sites, or a site
+    and its next patients (the calibration and drift benchmarks)."""
+    items = [i for split in find_splits(data.parent).values() for i in split]
+    items = [i for i in items if Path(i.path).resolve().is_relative_to(data.resolve())]
+    a, b = patient_split(items, val_fraction=0.5, seed=seed)
+    for name, half in (("half-a", a), ("half-b", b)):
+        for item in half:
+            link = root / name / CLASSES[item.label] / Path(item.path).name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(Path(item.path).resolve())
+    return root / "half-a", root / "half-b"

@@ -17,12 +17,9 @@ from training.evaluation.drift import (
     alarm_line,
     compare,
     compare_rows,
-    fisher_exact,
-    holm,
-    ks_pvalue,
-    ks_statistic,
     reference_sample,
 )
+from training.evaluation.two_sample import fisher_exact, holm, ks_pvalue, ks_statistic
 
 FLAGS = ("not-cxr", "anomaly", "low-confidence")
 
