@@ -18,7 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.audit import AuditFilter, audit_entries, current_actor, record
-from db.schema import AuditEntry, Ensemble, Model, ModelAlias, utcnow
+from db.governance import AuditEntry, ModelAlias
+from db.schema import Ensemble, Model, utcnow
 from db.sites import profile_for
 
 DEFAULT = "default"

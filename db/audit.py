@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.schema import AuditEntry
+from db.governance import AuditEntry
 
 ACTOR_LIMIT = 64  # the column's width
 

@@ -17,7 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.aliases import DEFAULT, alias_target
-from db.schema import Ensemble, Evaluation, Job, Model, ModelAlias, SiteProfile
+from db.governance import ModelAlias
+from db.schema import Ensemble, Evaluation, Job, Model, SiteProfile
 from db.sites import SiteError, profile_for
 from db.store import NotFoundError, get_job
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from db import governance  # noqa: F401  (its tables join Base.metadata)
 from db.schema import Base
 
 connection = context.config.attributes["connection"]

@@ -10,7 +10,7 @@ import pytest
 
 from cli.main import cli
 from db.audit import audit_entries
-from db.schema import AuditEntry
+from db.governance import AuditEntry
 from db.session import session_scope
 from tests.conftest import make_dataset, make_xray
 from tests.gateway.nodes import twins

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from db.schema import AuditEntry, Model, Prediction
+from db.governance import AuditEntry
+from db.schema import Model, Prediction
 from db.session import session_scope
 from db.work import finish_unit
 from tests.conftest import make_xray
