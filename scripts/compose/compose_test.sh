@@ -33,7 +33,7 @@ PROJECT=cxrq-compose-test
 IMAGES=${CXRQ_TEST_IMAGES:-local}
 COPIES=${CXRQ_TEST_COPIES:-7}
 FLOWER_PORT=${CXRQ_TEST_FLOWER_PORT:-5555}
-PROMETHEUS_PORT=${CXRQ_TEST_PROMETHEUS_PORT:-9090}
+PROM_PORT=${CXRQ_TEST_PROMETHEUS_PORT:-9090}
 JOB_TIMEOUT=${CXRQ_TEST_JOB_TIMEOUT:-600}
 SHARED=${CXRQ_SHARED_DATA:-../shared/data}
 
@@ -52,8 +52,8 @@ docker info >/dev/null 2>&1 || fail "no Docker engine answers"
 if curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$FLOWER_PORT/"; then
   fail "127.0.0.1:$FLOWER_PORT is taken (set CXRQ_TEST_FLOWER_PORT)"
 fi
-if curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$PROMETHEUS_PORT/"; then
-  fail "127.0.0.1:$PROMETHEUS_PORT is taken (set CXRQ_TEST_PROMETHEUS_PORT)"
+if curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$PROM_PORT/"; then
+  fail "127.0.0.1:$PROM_PORT is taken (set CXRQ_TEST_PROMETHEUS_PORT)"
 fi
 # Values from the caller's shell would override the test's env file.
 unset REDIS_PASSWORD POSTGRES_PASSWORD WORKER_DB_PASSWORD FLOWER_BASIC_AUTH CXRQ_DATA_DIR PYTHON_IMAGE \
@@ -86,7 +86,7 @@ scripts/compose/make_env.sh "$work/env" >/dev/null
   echo "CXRQ_DATA_DIR=$work/data"
   echo "CXRQ_IMAGE=cxrq:compose-test"
   echo "FLOWER_PORT=$FLOWER_PORT"
-  echo "PROMETHEUS_PORT=$PROMETHEUS_PORT"
+  echo "PROMETHEUS_PORT=$PROM_PORT"
   if [ -n "${CXRQ_TEST_VISIBILITY_TIMEOUT:-}" ]; then
     echo "CXRQ_VISIBILITY_TIMEOUT=$CXRQ_TEST_VISIBILITY_TIMEOUT"
   fi
@@ -178,6 +178,50 @@ say "restarting redis"
 compose restart redis >/dev/null 2>&1
 kill_t=$(date +%s)
 
+# The workers' database login, checked while they score: every PostgreSQL connection from a
+# live worker replica is role cxrq_worker (not the owner, cxrq), and that role, logging in over
+# the network with the workers' own URL and password, may add to the audit trail but not
+# change it: UPDATE is refused by privilege (SQLSTATE 42501), before the append-only trigger.
+worker_ids=$(docker ps -q --filter "label=com.docker.compose.project=$PROJECT" \
+  --filter label=com.docker.compose.service=worker)
+[ -n "$worker_ids" ] || fail "no worker replica running after the kill"
+# shellcheck disable=SC2086  # one id per word
+worker_ips=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' \
+  $worker_ids | tr -s ' \n' ' ')
+logins=$(compose exec -T postgres psql -U cxrq -d cxrq -AtF ' ' -c \
+  "select usename, host(client_addr) from pg_stat_activity where client_addr is not null")
+python3 - "$worker_ips" "$logins" <<'EOF' || fail "workers' database role"
+import sys
+ips = set(sys.argv[1].split())
+rows = [line.split() for line in sys.argv[2].splitlines() if line.strip()]
+users = sorted({r[0] for r in rows})
+from_workers = [r[0] for r in rows if len(r) == 2 and r[1] in ips]
+print(f"    pg_stat_activity: distinct usename {users}; {len(from_workers)} connections from "
+      f"{len(ips)} live workers, as {sorted(set(from_workers))}")
+sys.exit(0 if from_workers and set(from_workers) == {"cxrq_worker"} else 1)
+EOF
+# shellcheck disable=SC2086
+docker exec -i "$(echo $worker_ids | cut -d' ' -f1)" python - <<'EOF' || fail "audit_log rights"
+import os, sys
+import sqlalchemy as sa
+
+engine = sa.create_engine(os.environ["CXRQ_WORKER_DATABASE_URL"])
+with engine.connect() as conn:
+    user = conn.execute(sa.text("select current_user")).scalar()
+    # INSERT is allowed; rolled back, so the trail is untouched.
+    conn.execute(sa.text("insert into audit_log (at, actor, action, detail) "
+                         "values (now(), 'compose-test', 'probe', '{}')"))
+    conn.rollback()
+    try:
+        conn.execute(sa.text("update audit_log set why = why"))
+        refused = "UPDATE went through"
+    except sa.exc.DBAPIError as err:
+        refused = f"{err.orig.sqlstate} {str(err.orig).splitlines()[0]}"
+    conn.rollback()
+print(f"    {user}: audit_log INSERT allowed, UPDATE refused: {refused}")
+sys.exit(0 if user == "cxrq_worker" and refused.startswith("42501") else 1)
+EOF
+
 state=queued
 while [ $(($(date +%s) - score_t0)) -lt "$JOB_TIMEOUT" ]; do
   json=$(job_json "$job")
@@ -219,8 +263,8 @@ fi
 # Prometheus re-resolves the service names and scrapes every 15 s: the killed replica is gone
 # from DNS, the two left must be up and have counted images.
 prom_check() {
-  python3 - "$(curl -s --max-time 5 "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/targets")" \
-    "$(curl -s --max-time 5 "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/query" \
+  python3 - "$(curl -s --max-time 5 "http://127.0.0.1:$PROM_PORT/api/v1/targets")" \
+    "$(curl -s --max-time 5 "http://127.0.0.1:$PROM_PORT/api/v1/query" \
       --data-urlencode 'query=sum(cxrq_images_scored_total)')" <<'EOF'
 import json, sys
 try:
