@@ -75,7 +75,8 @@ def shadow_answers(
         rows = answers.predictions
     except Exception as exc:  # the shadow never decides, so it never stops the job either
         log.warning("shadow model %s failed on a unit: %s", shadow.key, exc)
-        reason = NOT_SCORED + f"shadow {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        said = (str(exc).strip().splitlines() or [""])[0][:200]
+        reason = NOT_SCORED + f"shadow {type(exc).__name__}: {said}"
         truth = [folder_label(Path(p), folder) for p in paths]
         rows = failed_answers(shadow.all_keys, paths, truth, reason)
     return [{**row, "shadow": True} for row in rows]
