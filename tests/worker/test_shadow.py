@@ -83,8 +83,9 @@ def test_a_shadow_must_be_another_single_model(two_models: tuple[int, int], tmp_
     assert "already scores this job" in out  # a member of the ensemble
 
 
+@pytest.mark.parametrize("said", ["shadow weights unreadable", ""])
 def test_a_failing_shadow_stores_its_errors_and_the_job_succeeds(
-    two_models: tuple[int, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    two_models: tuple[int, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, said: str
 ) -> None:
     from worker import score_unit
 
@@ -93,7 +94,7 @@ def test_a_failing_shadow_stores_its_errors_and_the_job_succeeds(
 
     def broken(ref):
         if ref.model_ids == [challenger]:
-            raise RuntimeError("shadow weights unreadable")
+            raise RuntimeError(said)
         return real(ref)
 
     monkeypatch.setattr(score_unit, "serving_scorer", broken)
@@ -101,4 +102,5 @@ def test_a_failing_shadow_stores_its_errors_and_the_job_succeeds(
     job_id = job_id_of(out)
     assert f"job {job_id} succeeded" in out
     shadow = [r for r in _rows(job_id) if r.shadow]
-    assert len(shadow) == 12 and all("shadow weights unreadable" in r.error for r in shadow)
+    assert len(shadow) == 12
+    assert all(r.error.endswith(f"shadow RuntimeError: {said}") for r in shadow)
