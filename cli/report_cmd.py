@@ -225,7 +225,7 @@ def report_job(job_ref: str, fmt: str) -> None:
             click.echo(f"{key:12} {job[key]}")
     if job.get("review"):
         click.echo(f"{'review':12} {review_line(job['review'])}")
-    if job["kind"] == "score" and (drift := job_drift_line(job["id"])) is not None:
+    if job["kind"] == "score" and (drift := job_drift_line(job.get("drift"))) is not None:
         click.echo(f"{'drift':12} {drift}")
     if job.get("devices"):  # a job's units may have run on several workers' devices
         ran = ", ".join(f"{device} ({n} units)" for device, n in job["devices"].items())

@@ -89,15 +89,12 @@ def _flat(pair: dict[str, Any]) -> list[dict[str, Any]]:
     return [head | test for test in pair["tests"]]
 
 
-def job_drift_line(job_id: int) -> str | None:
-    """'no drift against site st-marys (profile 2): 300 images, 6 statistics, smallest Holm p
-    0.41' (None: the job has no drift result, e.g. settled before drift alarms existed)."""
-    from db.schema import Job
-    from db.session import session_scope
+def job_drift_line(drift: dict[str, Any] | None) -> str | None:
+    """A job's stored drift result as one line: 'no drift against site st-marys (profile 2):
+    300 images, 7 statistics, smallest Holm p 0.41' (None: the job has none, e.g. it settled
+    before drift alarms existed)."""
     from training.evaluation.drift import alarm_line
 
-    with session_scope() as s:
-        drift = s.get(Job, job_id).drift
     if not drift:
         return None
     verdict, against = drift["verdict"], drift.get("reference") or "its reference"

@@ -39,12 +39,11 @@ def latest_evaluation(
 
 @dataclass(frozen=True)
 class Resolved:
-    """Who a reference named, and how: `chosen` says it when no id or name picked it (an
-    alias, or the only model), which the score job's message repeats."""
+    """Who a reference named, and `how` it was chosen when no id or name picked it (an alias,
+    or the only model), which the score job's message repeats; None when one did."""
 
     scorer: Model | Ensemble
-    how: str
-    chosen: bool = False
+    how: str | None = None
 
 
 def _unadapted(session: Session, *where: Any) -> list[Model]:
@@ -60,7 +59,7 @@ def _no_default(session: Session, site: str | None) -> Resolved:
     if len(models) == 1:
         only = models[0]
         how = f"model {only.id}, the only model (no `default` alias is set)"
-        return Resolved(only, how, chosen=True)
+        return Resolved(only, how)
     where = f" for site {site}" if site else ""
     raise NotFoundError(
         f"{len(models)} models and no `default` alias{where}; name one with --model, or "
@@ -86,25 +85,25 @@ def resolve(session: Session, ref: str | None, site: str | None = None) -> Resol
         alias = alias_target(session, DEFAULT, site)
         if alias is None:
             return _no_default(session, site)
-        return Resolved(session.get(Model, alias.model_id), _alias_how(alias), chosen=True)
+        return Resolved(session.get(Model, alias.model_id), _alias_how(alias))
     if ref.startswith("ensemble:"):
-        return Resolved(resolve_ensemble(session, ref.removeprefix("ensemble:")), "ensemble")
+        return Resolved(resolve_ensemble(session, ref.removeprefix("ensemble:")))
     if ref.isdigit():
         model = session.get(Model, int(ref))
         if model is None:
             raise NotFoundError(f"no model with id {ref}; `cxrq report models` lists them")
-        return Resolved(model, f"model {model.id}")
+        return Resolved(model)
     alias = alias_target(session, ref, site)
     if alias is not None:
-        return Resolved(session.get(Model, alias.model_id), _alias_how(alias), chosen=True)
+        return Resolved(session.get(Model, alias.model_id), _alias_how(alias))
     # An arch name means every model of that arch (and any model named like it): one, or none.
     found = _unadapted(session, (Model.name == ref) | (Model.arch == ref))
     if found:
         model = _one_of(found, ref)
-        return Resolved(model, f"model {model.id}")
+        return Resolved(model)
     ensemble = ensemble_named(session, ref)
     if ensemble is not None:
-        return Resolved(ensemble, "ensemble")
+        return Resolved(ensemble)
     raise NotFoundError(
         f"no model, alias or ensemble named {ref!r}; `cxrq report models` lists them"
     )

@@ -146,6 +146,7 @@ def job_report(session: Session, ref: str) -> dict[str, Any]:
         "params": job.params,
         **counts,
         "review": review,
+        "drift": job.drift,  # training.evaluation.drift.compare's result, for score jobs
         "devices": unit_devices(session, job.id),
         "evaluations": [evaluation_row(e) for e in evaluations],
     }

@@ -12,7 +12,7 @@ from dataclasses import replace
 from sqlalchemy.orm import Session
 
 from db.lookups import Resolved, resolve
-from db.schema import Ensemble, Model, SiteProfile
+from db.schema import Ensemble, Model, SiteProfile, scorer_key
 from db.scoring import ScorerRef, ensemble_ref
 from db.sites import SiteError, active_profile, scoring_model_id
 from training.scoring.answers import PREVALENCE_THRESHOLD
@@ -25,11 +25,13 @@ class ShadowError(ValueError):
     user_error = True
 
 
-def described(scorer: Model | Ensemble, params: ScoreParams) -> str:
+def described(scorer: Model | Ensemble, params: ScoreParams | None = None) -> str:
     if isinstance(scorer, Model):
         text = f"model {scorer.id} ({scorer.name}, {scorer.arch})"
     else:
         text = f"ensemble {scorer.id} ({scorer.name}, {scorer.method})"
+    if params is None:
+        return text
     if params.prevalence is not None:
         return f"{text} at prevalence {params.prevalence:g}"
     if params.site_profile_id is not None:
@@ -66,12 +68,13 @@ def scorer_of(s: Session, params: ScoreParams, scorer: str | None) -> Resolved:
     reference resolved; an adapted model only ever through its site."""
     if params.site_profile_id is not None:
         profile = s.get(SiteProfile, params.site_profile_id)
-        model = s.get(Model, scoring_model_id(profile))
-        return Resolved(model, f"site {profile.site} profile {profile.id} (model {model.id})")
+        return Resolved(s.get(Model, scoring_model_id(profile)))
     found = resolve(s, scorer)
-    if isinstance(found.scorer, Model) and found.scorer.site is not None:
-        model = found.scorer
-        raise SiteError(f"model {model.id} is adapted to site {model.site}; score with --site")
+    model = found.scorer
+    if isinstance(model, Model) and model.site is not None:
+        raise SiteError(
+            f"model {model.id} is adapted to site {model.site}; score with --site {model.site}"
+        )
     return found
 
 
@@ -85,7 +88,7 @@ def with_shadow(
     shadow = resolve(s, ref, site.site if site else None).scorer
     if isinstance(shadow, Ensemble) or shadow.site is not None:
         raise ShadowError(f"--shadow {ref}: name a single model that is not site-adapted")
-    if f"model:{shadow.id}" in answering(primary):
+    if scorer_key(shadow.id) in answering(primary):
         raise ShadowError(f"--shadow {ref} is model {shadow.id}, which already scores this job")
     profile = None if site is None else active_profile(s, site.site, shadow.id)
     return replace(

@@ -78,7 +78,7 @@ def create_score_job(
     with session_scope() as s:
         chosen = scorer_of(s, params, scorer)
         found = chosen.scorer
-        params = replace(params, chosen_by=chosen.how if chosen.chosen else None)
+        params = replace(params, chosen_by=chosen.how)
         if shadow is not None:
             params = with_shadow(s, params, found, shadow)
         if isinstance(found, Ensemble):
@@ -105,7 +105,7 @@ def create_score_job(
         point = (params.threshold, params.threshold_source)
         shadow_text = ""
         if params.shadow_model_id is not None:
-            shadow_text = described(s.get(Model, params.shadow_model_id), ScoreParams(""))
+            shadow_text = described(s.get(Model, params.shadow_model_id))
         chosen = params.chosen_by or ""
         return NewJob(job.id, unit_ids, n_images, text, *point, chosen, shadow_text)
 

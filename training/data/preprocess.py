@@ -193,6 +193,16 @@ def stream_decode(
                 future.cancel()
 
 
+def mean_grey(images: torch.Tensor) -> torch.Tensor:
+    """(N,) the mean pixel value, 0-1, of each uint8 image of a (N, C, H, W) batch, as drift
+    monitoring records it (its brightness); summed as integers, with no float copy of the
+    batch."""
+    if not len(images):
+        return torch.empty(0, dtype=torch.float64)
+    per_image = images[0].numel() * 255
+    return images.sum(dim=(1, 2, 3), dtype=torch.int64).double() / per_image
+
+
 @dataclass(frozen=True)
 class Normalizer:
     """uint8 (N, 3, H, W) -> float32 normalised; the statistics travel with each model."""

@@ -6,12 +6,12 @@ stored = reference_sample(prob, pneumonia, ood, {"not-cxr": flagged, ...})  # pl
 batch = Sample.from_rows([(prob, label, ood_score, review_reasons), ...])
 result = compare(stored, batch)  # result["verdict"]: drift | no drift | no reference | ...
 
-The reference is a sample, not a summary: per image P, the OOD score, the PNEUMONIA call and
-each review flag, as the scoring path would store them for that image. Tested: the PNEUMONIA
-share and each flag's share (Fisher's exact test: flags are rare, a few images each), and the
-distributions of P and of the OOD score (two-sample Kolmogorov-Smirnov, exact p-value by
-lattice-path counting, asymptotic only for very large samples). Pure numpy: the CLI's report
-imports it without torch.
+The reference is a sample, not a summary: per image P, the OOD score, the PNEUMONIA call,
+each review flag and the input's brightness, as the scoring path would store them for that
+image. Tested: the PNEUMONIA share and each flag's share (Fisher's exact test: flags are rare, a
+few images each), and the distributions of P, of the OOD score and of brightness (two-sample
+Kolmogorov-Smirnov; training.evaluation.two_sample). An image counts once in a batch. Pure
+numpy: the CLI's report imports it without torch.
 """
 
 from __future__ import annotations

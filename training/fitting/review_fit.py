@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.data.preprocess import Normalizer
+from training.data.preprocess import Normalizer, mean_grey
 from training.evaluation.drift import reference_sample
 from training.fitting.config import TrainConfig
 from training.fitting.outputs import finite_proba
@@ -160,8 +160,7 @@ def validation_reference(
     with feature_tap(model) as caught:
         prob = finite_proba(model, split, bundle.normalizer, config, "on validation")
     called = prob >= bundle.threshold
-    # As scoring measures it (training.scoring.files): the mean of the uint8 input, over 255.
-    bright = torch.cat([b.float().mean((1, 2, 3)) for b in split.images.cpu().split(256)]) / 255
+    bright = mean_grey(split.images.cpu())  # as scoring measures it
     source = "validation split"
     if bundle.review is None:
         return reference_sample(prob.numpy(), called.numpy(), None, {}, source, bright.numpy())

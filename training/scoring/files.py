@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from training.data.dicom import DicomHeader, first_line
-from training.data.preprocess import DecodedBatch, decode_many, stream_decode
+from training.data.preprocess import DecodedBatch, decode_many, mean_grey, stream_decode
 from training.models.checkpoint import ModelBundle
 from training.review.features import feature_tap
 from training.scoring.inference import predict_outputs, probabilities
@@ -184,7 +184,7 @@ def score_files_multi(
             result.headers.update({start + i: h for i, h in decoded.headers.items()})
             positions = [start + i for i in decoded.ok_index]
             if positions:
-                means = decoded.tensor.float().mean((1, 2, 3)).cpu().double() / 255
+                means = mean_grey(decoded.tensor.cpu())
                 for m in members:
                     result.brightness[m, positions] = means
             for m in members:
